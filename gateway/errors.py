@@ -1,0 +1,69 @@
+"""Expected domain errors. Each maps to a typed member of a GraphQL result union.
+
+Unexpected exceptions are not listed here: the gateway masks them. Raising one of these inside a
+transaction rolls the whole write back, so nothing is half-written.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class; ``code`` is stable and machine-readable."""
+
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    """The object does not exist or belongs to another tenant (the two are indistinguishable)."""
+
+    code = "NOT_FOUND"
+
+
+class InvalidInput(DomainError):
+    """A field failed validation; ``field`` names it."""
+
+    code = "INVALID_INPUT"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.field = field
+
+
+class InsufficientBalance(DomainError):
+    code = "INSUFFICIENT_BALANCE"
+
+    def __init__(self, message: str, available: int, requested: int) -> None:
+        super().__init__(message, available=available, requested=requested)
+        self.available = available
+        self.requested = requested
+
+
+class IdempotencyKeyReused(DomainError):
+    """The key was already used for a different request."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class HoldNotActive(DomainError):
+    """The hold was already captured, released or has expired."""
+
+    code = "HOLD_NOT_ACTIVE"
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message, status=status)
+        self.status = status
+
+
+class InvalidTransition(DomainError):
+    """A state machine refused a move (order status backwards, unmerge of a non-merge, ...)."""
+
+    code = "INVALID_TRANSITION"
+
+
+class PermissionDenied(DomainError):
+    code = "PERMISSION_DENIED"

@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, the async database handle, and Alembic migrations."""

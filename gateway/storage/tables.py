@@ -1,0 +1,287 @@
+"""SQLModel tables.
+
+Conventions (ARCHITECTURE §3, §5):
+- Every tenant-owned table's primary key and unique keys lead with ``tenant_id`` so the schema can
+  be distributed by tenant (Citus) and PostgreSQL row-level security can filter on it.
+- Money is integer fen; points and growth are integers; datetimes are aware UTC (``AwareDateTime``).
+- The ledger is append-only: only ``LedgerTransfer.remaining`` (a credit lot's unspent part), hold
+  state and the per-(member, account) ``LedgerBalance`` row change in place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from gateway.storage.types import AwareDateTime, utcnow
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow if not nullable else None,
+        sa_type=AwareDateTime,
+        nullable=nullable,
+        index=index,
+    )
+
+
+def _money() -> Any:
+    return Field(default=0, sa_type=BigInteger, nullable=False)
+
+
+class Tenant(SQLModel, table=True):
+    """A brand. The tenant registry itself is global (not tenant-scoped)."""
+
+    __tablename__ = "tenant"
+    id: uuid.UUID = Field(primary_key=True)
+    slug: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    currency: str = Field(default="CNY", max_length=3)
+    enabled_rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only its SHA-256 hash is stored; the plaintext is shown once at creation."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (UniqueConstraint("tenant_id", "key_hash", name="uq_api_key_hash"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64)
+    scopes: str = Field(max_length=200)
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+
+
+class Member(SQLModel, table=True):
+    """One person (ONE ID). A merged member keeps its row and points at its survivor."""
+
+    __tablename__ = "member"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    status: str = Field(default="active", max_length=16)  # active | merged
+    merged_into: uuid.UUID | None = Field(default=None, nullable=True)
+    name: str | None = Field(default=None, max_length=200)
+    gender: str | None = Field(default=None, max_length=16)
+    birthday: date | None = Field(default=None)
+    city: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class MemberAttribute(SQLModel, table=True):
+    """Provenance of a profile field: which channel said it, whether verified, and when."""
+
+    __tablename__ = "member_attribute"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    field: str = Field(primary_key=True, max_length=32)
+    value: str = Field(max_length=200)
+    channel: str = Field(max_length=32)
+    verified: bool = Field(default=False)
+    observed_at: datetime = _ts()
+
+
+class Identity(SQLModel, table=True):
+    """A typed identifier ``(kind, scope, value)`` attached to a member.
+
+    ``value`` is the matching key: a keyed hash for phones and emails, the platform id otherwise.
+    ``display`` is what may be shown (masked for PII).
+    """
+
+    __tablename__ = "identity"
+    __table_args__ = (Index("ix_identity_member", "tenant_id", "member_id"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=32)
+    scope: str = Field(primary_key=True, max_length=64)
+    value: str = Field(primary_key=True, max_length=128)
+    member_id: uuid.UUID
+    display: str = Field(max_length=128)
+    channel: str = Field(max_length=32)
+    created_at: datetime = _ts()
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "external_id", name="uq_order_external"),
+        Index("ix_order_member", "tenant_id", "member_id", "placed_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=64)
+    member_id: uuid.UUID | None = Field(default=None, nullable=True)
+    status: str = Field(max_length=24)
+    total_fen: int = _money()
+    paid_fen: int = _money()
+    refunded_fen: int = _money()
+    store_code: str | None = Field(default=None, max_length=64)
+    guide_code: str | None = Field(default=None, max_length=64)
+    placed_at: datetime = _ts()
+    paid_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_line"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    order_id: uuid.UUID = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)
+    sku: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+    quantity: int
+    unit_price_fen: int = _money()
+    amount_fen: int = _money()
+
+
+class OrderRefund(SQLModel, table=True):
+    """One refund against an order; ``refund_id`` is the channel's (or client's) refund id."""
+
+    __tablename__ = "order_refund"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    order_id: uuid.UUID = Field(primary_key=True)
+    refund_id: str = Field(primary_key=True, max_length=64)
+    amount_fen: int = _money()
+    reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts()
+
+
+class MemberEvent(SQLModel, table=True):
+    """An immutable member event with a stable (uuid5-derived) id: replaying it is a no-op."""
+
+    __tablename__ = "member_event"
+    __table_args__ = (Index("ix_member_event_member", "tenant_id", "member_id", "occurred_at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    type: str = Field(max_length=48)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
+class LedgerBalance(SQLModel, table=True):
+    """Running balance per (member, account): updated in the same transaction as each transfer."""
+
+    __tablename__ = "ledger_balance"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    account: str = Field(primary_key=True, max_length=32)
+    available: int = _money()
+    held: int = _money()
+    updated_at: datetime = _ts()
+
+
+class LedgerTransfer(SQLModel, table=True):
+    """An append-only ledger line for one member and account.
+
+    ``amount`` is the signed change of the member's total (available + held). The implicit
+    counterparty leg (``counterparty``: a ``sys:*`` account or ``member:<id>``) carries ``-amount``,
+    so every transfer's legs sum to zero; member-to-member moves are two rows sharing a
+    ``journal_id``. Credits are lots: ``remaining`` is their unspent part and ``expires_at`` their
+    expiry.
+    """
+
+    __tablename__ = "ledger_transfer"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_transfer_idem"),
+        Index("ix_ledger_transfer_member", "tenant_id", "member_id", "account", "created_at"),
+        Index("ix_ledger_transfer_lots", "tenant_id", "member_id", "account", "expires_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    journal_id: uuid.UUID
+    member_id: uuid.UUID
+    account: str = Field(max_length=32)
+    kind: str = Field(max_length=24)
+    amount: int = Field(sa_type=BigInteger)
+    counterparty: str = Field(max_length=64)
+    reason: str = Field(max_length=200)
+    source: str = Field(max_length=64)
+    source_ref: str | None = Field(default=None, max_length=128)
+    idem_key: str = Field(max_length=128)
+    request_hash: str = Field(max_length=64)
+    remaining: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    expires_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+    hold_id: uuid.UUID | None = Field(default=None, nullable=True)
+    related_id: uuid.UUID | None = Field(default=None, nullable=True)
+    shortfall: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = _ts()
+
+
+class LedgerHold(SQLModel, table=True):
+    """A two-phase reservation: active → captured | released | expired, each exactly once."""
+
+    __tablename__ = "ledger_hold"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_hold_idem"),
+        Index("ix_ledger_hold_expiry", "tenant_id", "status", "expires_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    account: str = Field(max_length=32)
+    amount: int = Field(sa_type=BigInteger)
+    captured: int = Field(default=0, sa_type=BigInteger)
+    status: str = Field(default="active", max_length=16)
+    reason: str = Field(max_length=200)
+    idem_key: str = Field(max_length=128)
+    request_hash: str = Field(max_length=64)
+    expires_at: datetime = _ts()
+    created_at: datetime = _ts()
+    resolved_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+
+
+class LedgerAllocation(SQLModel, table=True):
+    """Which lots a debit (transfer) or a hold drew from, and how much from each."""
+
+    __tablename__ = "ledger_allocation"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    owner_id: uuid.UUID = Field(primary_key=True)  # debit transfer id or hold id
+    lot_id: uuid.UUID = Field(primary_key=True)
+    amount: int = Field(sa_type=BigInteger)
+
+
+class MergeRecord(SQLModel, table=True):
+    """What a merge moved, so ``unmerge`` can restore the exact prior state."""
+
+    __tablename__ = "merge_record"
+    __table_args__ = (Index("ix_merge_loser", "tenant_id", "loser_id"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    survivor_id: uuid.UUID
+    loser_id: uuid.UUID
+    reason: str = Field(max_length=200)
+    snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="merged", max_length=16)  # merged | unmerged
+    created_at: datetime = _ts()
+    undone_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A claimed client idempotency key with the request fingerprint and the stored result."""
+
+    __tablename__ = "idempotency_record"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=200)
+    operation: str = Field(max_length=64)
+    request_hash: str = Field(max_length=64)
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+
+
+GLOBAL_TABLES = ("tenant",)
+TENANT_TABLES = tuple(
+    t.name for t in SQLModel.metadata.sorted_tables if t.name not in GLOBAL_TABLES
+)
