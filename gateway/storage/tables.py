@@ -14,7 +14,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.storage.types import AwareDateTime, utcnow
@@ -154,6 +154,9 @@ class OrderRefund(SQLModel, table=True):
     refund_id: str = Field(primary_key=True, max_length=64)
     amount_fen: int = _money()
     reason: str | None = Field(default=None, max_length=200)
+    # What the refund reversed per account ({"reversed": {...}, "shortfall": {...}}), so a replayed
+    # refund returns the original outcome and later refunds know what was already requested.
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts()
 
 
@@ -175,6 +178,10 @@ class LedgerBalance(SQLModel, table=True):
     """Running balance per (member, account): updated in the same transaction as each transfer."""
 
     __tablename__ = "ledger_balance"
+    # Defence in depth: a bug in the ledger code can never commit a negative balance.
+    __table_args__ = (
+        CheckConstraint("available >= 0 AND held >= 0", name="ck_ledger_balance_nonneg"),
+    )
     tenant_id: uuid.UUID = Field(primary_key=True)
     member_id: uuid.UUID = Field(primary_key=True)
     account: str = Field(primary_key=True, max_length=32)
@@ -198,6 +205,9 @@ class LedgerTransfer(SQLModel, table=True):
         UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_transfer_idem"),
         Index("ix_ledger_transfer_member", "tenant_id", "member_id", "account", "created_at"),
         Index("ix_ledger_transfer_lots", "tenant_id", "member_id", "account", "expires_at"),
+        # Refund reversal sums what an order already earned / reversed (``amounts_by_source``).
+        Index("ix_ledger_transfer_source", "tenant_id", "source_ref"),
+        CheckConstraint("remaining IS NULL OR remaining >= 0", name="ck_ledger_transfer_remaining"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True)
     id: uuid.UUID = Field(primary_key=True)
@@ -221,11 +231,17 @@ class LedgerTransfer(SQLModel, table=True):
 
 
 class LedgerHold(SQLModel, table=True):
-    """A two-phase reservation: active → captured | released | expired, each exactly once."""
+    """A two-phase reservation: active → captured | released | expired, each exactly once.
+
+    ``release_key`` / ``release_hash`` remember which idempotency key released the hold, so a
+    replayed release returns the original and a reused key is refused (a capture's key lives on
+    its transfer row instead).
+    """
 
     __tablename__ = "ledger_hold"
     __table_args__ = (
         UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_hold_idem"),
+        UniqueConstraint("tenant_id", "release_key", name="uq_ledger_hold_release"),
         Index("ix_ledger_hold_expiry", "tenant_id", "status", "expires_at"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True)
@@ -241,6 +257,8 @@ class LedgerHold(SQLModel, table=True):
     expires_at: datetime = _ts()
     created_at: datetime = _ts()
     resolved_at: datetime | None = Field(default=None, sa_type=AwareDateTime, nullable=True)
+    release_key: str | None = Field(default=None, max_length=128, nullable=True)
+    release_hash: str | None = Field(default=None, max_length=64, nullable=True)
 
 
 class LedgerAllocation(SQLModel, table=True):

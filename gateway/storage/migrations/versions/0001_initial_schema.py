@@ -96,6 +96,7 @@ def upgrade() -> None:
         sa.Column("available", sa.BigInteger(), nullable=False),
         sa.Column("held", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("available >= 0 AND held >= 0", name="ck_ledger_balance_nonneg"),
         sa.PrimaryKeyConstraint("tenant_id", "member_id", "account"),
     )
     op.create_table(
@@ -113,8 +114,11 @@ def upgrade() -> None:
         sa.Column("expires_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=False),
         sa.Column("created_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=False),
         sa.Column("resolved_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=True),
+        sa.Column("release_key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("release_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_hold_idem"),
+        sa.UniqueConstraint("tenant_id", "release_key", name="uq_ledger_hold_release"),
     )
     with op.batch_alter_table("ledger_hold", schema=None) as batch_op:
         batch_op.create_index(
@@ -142,6 +146,9 @@ def upgrade() -> None:
         sa.Column("related_id", sa.Uuid(), nullable=True),
         sa.Column("shortfall", sa.BigInteger(), nullable=False),
         sa.Column("created_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "remaining IS NULL OR remaining >= 0", name="ck_ledger_transfer_remaining"
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.UniqueConstraint("tenant_id", "idem_key", name="uq_ledger_transfer_idem"),
     )
@@ -155,6 +162,9 @@ def upgrade() -> None:
             "ix_ledger_transfer_member",
             ["tenant_id", "member_id", "account", "created_at"],
             unique=False,
+        )
+        batch_op.create_index(
+            "ix_ledger_transfer_source", ["tenant_id", "source_ref"], unique=False
         )
 
     op.create_table(
@@ -238,6 +248,7 @@ def upgrade() -> None:
         sa.Column("refund_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=False),
         sa.Column("created_at", gateway.storage.types.AwareDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "order_id", "refund_id"),
     )
@@ -308,6 +319,7 @@ def downgrade() -> None:
     op.drop_table("member_attribute")
     op.drop_table("member")
     with op.batch_alter_table("ledger_transfer", schema=None) as batch_op:
+        batch_op.drop_index("ix_ledger_transfer_source")
         batch_op.drop_index("ix_ledger_transfer_member")
         batch_op.drop_index("ix_ledger_transfer_lots")
 

@@ -1,0 +1,163 @@
+"""Credits: every credit is a lot.
+
+The hot path (earning) is one statement on PostgreSQL: a data-modifying CTE inserts the transfer
+(claiming the idempotency key with ``ON CONFLICT DO NOTHING``) and upserts the balance row only if
+the insert happened. SQLite has no DML in CTEs, so it runs the same two steps back to back inside
+its already-serialised write transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, Final
+
+from sqlalchemy import BigInteger, bindparam, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from gateway.errors import IdempotencyKeyReused
+from gateway.ids import uuid7
+from gateway.ledger import validation as v
+from gateway.ledger.models import TransferResult, transfer_result
+from gateway.ledger.store import B, T, add_to_balance, transfer_by_key
+from gateway.storage.db import Tx
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT_EXPIRY"
+
+
+DEFAULT_EXPIRY: Final = _Default()
+"""Sentinel for ``credit(expires_at=...)``: use the account's default TTL (None means never)."""
+
+
+async def credit(
+    tx: Tx,
+    *,
+    member_id: uuid.UUID,
+    account: str,
+    amount: int,
+    reason: str,
+    source: str,
+    idem_key: str,
+    source_ref: str | None = None,
+    kind: str = "earn",
+    expires_at: datetime | _Default | None = DEFAULT_EXPIRY,
+    now: datetime | None = None,
+) -> TransferResult:
+    """Add ``amount`` to the member's account as a new lot; idempotent on ``idem_key``."""
+    v.member(member_id)
+    acct = v.account(account)
+    v.amount(amount)
+    v.common(reason=reason, idem_key=idem_key)
+    v.text(source, "source", 64)
+    v.text(source_ref, "source_ref", 128, optional=True)
+    v.text(kind, "kind", 24)
+    now = v.now_or(now)
+    if isinstance(expires_at, _Default):
+        # The fingerprint records "default", not the computed instant: a replay at a later time
+        # must still match the original request.
+        requested_expiry: object = "default"
+        ttl = acct.default_ttl_days if acct.expiring else None
+        lot_expiry = now + timedelta(days=ttl) if ttl else None
+    else:
+        requested_expiry = lot_expiry = v.aware(expires_at, "expires_at")
+    fingerprint = v.request_hash(
+        op="credit",
+        member_id=member_id,
+        account=account,
+        amount=amount,
+        reason=reason,
+        source=source,
+        source_ref=source_ref,
+        kind=kind,
+        expires_at=requested_expiry,
+    )
+    transfer_id = uuid7()
+    params: dict[str, Any] = {
+        "tenant_id": tx.tenant_id,
+        "id": transfer_id,
+        "journal_id": transfer_id,
+        "member_id": member_id,
+        "account": account,
+        "kind": kind,
+        "amount": amount,
+        "counterparty": f"sys:{kind}",
+        "reason": reason,
+        "source": source,
+        "source_ref": source_ref,
+        "idem_key": idem_key,
+        "request_hash": fingerprint,
+        "remaining": amount,
+        "expires_at": lot_expiry,
+        "hold_id": None,
+        "related_id": None,
+        "shortfall": 0,
+        "created_at": now,
+    }
+    row = (await tx.conn.execute(_credit_statement(tx.dialect), params)).first()
+    if row is not None and not tx.is_postgres:
+        await add_to_balance(tx, member_id, account, now, available=amount)
+    if row is not None:
+        return transfer_result(row)
+    return await replay(tx, idem_key, fingerprint)
+
+
+@cache
+def _credit_statement(dialect: str) -> Any:
+    """The credit statement, built once per dialect with bind parameters.
+
+    Building a CTE statement costs more Python than the database round trip, so the hot path only
+    executes this prebuilt object (SQLAlchemy's compiled cache does the rest). On PostgreSQL it is
+    ``WITH ins AS (INSERT … ON CONFLICT DO NOTHING RETURNING *), bal AS (INSERT INTO
+    ledger_balance SELECT … FROM ins ON CONFLICT DO UPDATE …) SELECT * FROM ins``: one round trip,
+    and the balance changes only when the key was really claimed. SQLite has no DML in CTEs, so
+    there it is the bare claiming INSERT and the balance upsert follows as a second statement.
+    """
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    ins = (
+        insert(T)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in T.c})
+        .on_conflict_do_nothing(index_elements=[T.c.tenant_id, T.c.idem_key])
+        .returning(*T.c)
+    )
+    if dialect != "postgresql":
+        return ins
+    claimed = ins.cte("ins")
+    bal = pg_insert(B).from_select(
+        ["tenant_id", "member_id", "account", "available", "held", "updated_at"],
+        select(
+            claimed.c.tenant_id,
+            claimed.c.member_id,
+            claimed.c.account,
+            claimed.c.amount,
+            literal(0, BigInteger),
+            claimed.c.created_at,
+        ),
+    )
+    bal = bal.on_conflict_do_update(
+        index_elements=[B.c.tenant_id, B.c.member_id, B.c.account],
+        set_={
+            "available": B.c.available + bal.excluded.available,
+            "updated_at": bal.excluded.updated_at,
+        },
+    )
+    return select(claimed).add_cte(bal.cte("bal"))
+
+
+async def replay(tx: Tx, idem_key: str, fingerprint: str) -> TransferResult:
+    """The original transfer for a claimed key, or ``IdempotencyKeyReused`` if it differs."""
+    original = await transfer_by_key(tx, idem_key)
+    if original is None:  # pragma: no cover - the key was claimed by a transaction that committed
+        raise RuntimeError(f"idempotency key {idem_key!r} claimed but not visible")
+    if original.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "idempotency key already used for a different request", idem_key=idem_key
+        )
+    return transfer_result(original, replayed=True)
+
+
+__all__ = ["DEFAULT_EXPIRY", "credit", "replay"]

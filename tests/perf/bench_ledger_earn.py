@@ -1,0 +1,168 @@
+"""Benchmark: ledger earns through ``ledger.credit`` vs the raw single-statement SQL baseline.
+
+Run: ``python tests/perf/bench_ledger_earn.py`` (PostgreSQL superuser URL from
+``MEMBERHUB_BENCH_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1/postgres``). It creates
+a fresh database owned by a fresh non-superuser role (so row-level security applies to both
+sides), runs 8 concurrent workers for each phase, and prints ONE JSON line with earns/s and the
+ratios ledger/raw (targets: spread ≥ 0.7, hot member ≥ 0.5). Absolute figures drift on shared
+machines; the ratios are measured in the same run and are what matters (PERFORMANCE.md).
+
+Phases, each time-boxed: (a) ``ledger.credit`` via ``Database.tenant_tx`` over 10k members;
+(b) raw asyncpg, same transaction shape (BEGIN; set_config('app.tenant_id'); one CTE statement
+``WITH ins AS (INSERT … ON CONFLICT (tenant_id, idem_key) DO NOTHING RETURNING …) INSERT INTO
+ledger_balance … ON CONFLICT DO UPDATE``; COMMIT); (c) both again with every earn on ONE member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from gateway import ledger
+from gateway.ids import uuid7
+from gateway.storage.db import Database
+from gateway.storage.migrate import upgrade_sync
+from gateway.tenants import create_tenant
+from tests.conftest import create_pg_database, drop_pg_database
+
+WORKERS = 8
+MEMBERS = 10_000
+PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", "2.5"))
+WARMUP_SECONDS = 0.5
+
+RAW_EARN = """
+WITH ins AS (
+    INSERT INTO ledger_transfer (tenant_id, id, journal_id, member_id, account, kind, amount,
+        counterparty, reason, source, source_ref, idem_key, request_hash, remaining, expires_at,
+        hold_id, related_id, shortfall, created_at)
+    VALUES ($1, $2, $2, $3, 'points', 'earn', $4, 'sys:earn', 'bench', 'bench', NULL, $5, $6, $4,
+        $7, NULL, NULL, 0, $8)
+    ON CONFLICT (tenant_id, idem_key) DO NOTHING
+    RETURNING tenant_id, member_id, account, amount, created_at
+)
+INSERT INTO ledger_balance (tenant_id, member_id, account, available, held, updated_at)
+SELECT tenant_id, member_id, account, amount, 0, created_at FROM ins
+ON CONFLICT (tenant_id, member_id, account)
+DO UPDATE SET available = ledger_balance.available + excluded.available,
+              updated_at = excluded.updated_at
+"""
+
+
+async def _run_phase(worker: Callable[[int], Awaitable[None]], seconds: float) -> float:
+    """Run WORKERS loops of ``worker`` until the deadline; returns completed earns per second."""
+    deadline = time.perf_counter() + seconds
+    counts = [0] * WORKERS
+
+    async def loop(w: int) -> None:
+        while time.perf_counter() < deadline:
+            await worker(w)
+            counts[w] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(w) for w in range(WORKERS)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    admin = os.environ.get(
+        "MEMBERHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres"
+    )
+    pg = create_pg_database(admin)  # sync helpers: they run their own event loops
+    try:
+        upgrade_sync(pg.app_url)
+        print(json.dumps(asyncio.run(measure(pg.app_url))))
+    finally:
+        drop_pg_database(pg)
+
+
+async def measure(app_url: str) -> dict[str, object]:
+    if True:
+        db = Database.from_url(app_url, pool_size=WORKERS)
+        tenant = await create_tenant(db, name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
+        members = [uuid.uuid4() for _ in range(MEMBERS)]
+        hot = members[0]
+        rng = random.Random(7)
+
+        async def via_ledger(member: uuid.UUID) -> None:
+            async with db.tenant_tx(tenant.id) as tx:
+                await ledger.credit(
+                    tx,
+                    member_id=member,
+                    account="points",
+                    amount=10,
+                    reason="bench",
+                    source="bench",
+                    idem_key=uuid7().hex,
+                )
+
+        u = make_url(app_url)
+        conns = [
+            await asyncpg.connect(
+                user=u.username,
+                password=u.password,
+                host=u.host,
+                port=u.port,
+                database=u.database,
+            )
+            for _ in range(WORKERS)
+        ]
+        expiry = datetime.now(UTC) + timedelta(days=365)
+
+        async def via_raw(w: int, member: uuid.UUID) -> None:
+            conn = conns[w]
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+                await conn.execute(
+                    RAW_EARN,
+                    tenant.id,
+                    uuid7(),
+                    member,
+                    10,
+                    uuid7().hex,
+                    "0" * 64,
+                    expiry,
+                    datetime.now(UTC),
+                )
+
+        phases = {
+            "ledger_spread": lambda w: via_ledger(rng.choice(members)),
+            "raw_spread": lambda w: via_raw(w, rng.choice(members)),
+            "ledger_hot": lambda w: via_ledger(hot),
+            "raw_hot": lambda w: via_raw(w, hot),
+        }
+        for worker in phases.values():  # warm pools, statement caches and the buffer cache
+            await _run_phase(worker, WARMUP_SECONDS)
+        rates = {name: await _run_phase(worker, PHASE_SECONDS) for name, worker in phases.items()}
+        async with db.tenant_tx(tenant.id, write=False) as tx:
+            violations = await ledger.verify(tx)
+        for conn in conns:
+            await conn.close()
+        await db.dispose()
+        return {
+            "workers": WORKERS,
+            "members": MEMBERS,
+            "phase_seconds": PHASE_SECONDS,
+            **{f"{k}_per_s": round(v) for k, v in rates.items()},
+            "ratio_spread": round(rates["ledger_spread"] / rates["raw_spread"], 3),
+            "ratio_hot": round(rates["ledger_hot"] / rates["raw_hot"], 3),
+            "target_spread": 0.7,
+            "target_hot": 0.5,
+            "verify_violations": len(violations),
+        }
+
+
+if __name__ == "__main__":
+    main()
