@@ -1,0 +1,183 @@
+"""Batch reads of members for the API's DataLoaders: one statement per batch, never N+1.
+
+Every function filters on ``tx.tenant_id``; another tenant's member is simply absent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import and_, exists, func, or_, select
+
+from gateway.errors import InvalidInput
+from gateway.identifiers import is_strong, normalise
+from gateway.identity.model import (
+    MR,
+    A,
+    AttributeRow,
+    I,
+    IdentityRow,
+    M,
+    MemberFilter,
+    MemberRow,
+    MergeInfo,
+    check_aware,
+    member_row,
+    merge_info,
+)
+from gateway.sql import like_escape
+from gateway.storage.db import Tx
+
+MAX_PAGE = 1000
+_MAX_HOPS = 16
+
+
+def _ids(member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(member_ids))
+
+
+async def resolve(tx: Tx, member_id: uuid.UUID) -> uuid.UUID | None:
+    """The active member an id stands for: itself, or the survivor it was merged into.
+
+    Merges keep chains flat (a loser's own losers are re-pointed to the new survivor), so this is
+    normally one statement; the hop limit only guards against corrupt data.
+    """
+    current = member_id
+    for _ in range(_MAX_HOPS):
+        row = (
+            await tx.conn.execute(
+                select(M.c.status, M.c.merged_into).where(
+                    M.c.tenant_id == tx.tenant_id, M.c.id == current
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.status != "merged" or row.merged_into is None:
+            return current
+        current = row.merged_into
+    return None
+
+
+async def find_by_identifier(
+    tx: Tx, kind: str, scope: str | None, raw_value: str, *, key: bytes
+) -> uuid.UUID | None:
+    """The (resolved) member owning an identifier; invalid identifiers raise ``InvalidInput``."""
+    ident = normalise(kind, scope, raw_value, key=key)
+    owner = (
+        await tx.conn.execute(
+            select(I.c.member_id).where(
+                I.c.tenant_id == tx.tenant_id,
+                I.c.kind == ident.kind,
+                I.c.scope == ident.scope,
+                I.c.value == ident.value,
+            )
+        )
+    ).scalar()
+    return None if owner is None else await resolve(tx, owner)
+
+
+async def get_members(tx: Tx, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, MemberRow]:
+    """Members by id as stored (a merged member comes back with ``status='merged'``)."""
+    wanted = _ids(ids)
+    if not wanted:
+        return {}
+    rows = await tx.conn.execute(select(M).where(M.c.tenant_id == tx.tenant_id, M.c.id.in_(wanted)))
+    return {r.id: member_row(r) for r in rows}
+
+
+async def identities_for(
+    tx: Tx, member_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[IdentityRow]]:
+    wanted = _ids(member_ids)
+    out: dict[uuid.UUID, list[IdentityRow]] = {m: [] for m in wanted}
+    if not wanted:
+        return out
+    rows = await tx.conn.execute(
+        select(I.c.member_id, I.c.kind, I.c.scope, I.c.display, I.c.channel, I.c.created_at)
+        .where(I.c.tenant_id == tx.tenant_id, I.c.member_id.in_(wanted))
+        .order_by(I.c.member_id, I.c.created_at, I.c.kind, I.c.scope)
+    )
+    for r in rows:
+        out[r.member_id].append(
+            IdentityRow(r.kind, r.scope, r.display, r.channel, is_strong(r.kind), r.created_at)
+        )
+    return out
+
+
+async def attributes_for(
+    tx: Tx, member_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[AttributeRow]]:
+    wanted = _ids(member_ids)
+    out: dict[uuid.UUID, list[AttributeRow]] = {m: [] for m in wanted}
+    if not wanted:
+        return out
+    rows = await tx.conn.execute(
+        select(A)
+        .where(A.c.tenant_id == tx.tenant_id, A.c.member_id.in_(wanted))
+        .order_by(A.c.member_id, A.c.field)
+    )
+    for r in rows:
+        out[r.member_id].append(
+            AttributeRow(r.field, r.value, r.channel, bool(r.verified), r.observed_at)
+        )
+    return out
+
+
+async def list_members(
+    tx: Tx, *, first: int, after: uuid.UUID | None, filter: MemberFilter
+) -> list[MemberRow]:
+    """Active members in creation order (uuid7 ids), keyset-paged on id.
+
+    Returns up to ``first + 1`` rows: the extra row only tells the caller there is a next page.
+    """
+    if not isinstance(first, int) or first < 0 or first > MAX_PAGE:
+        raise InvalidInput(f"first must be between 0 and {MAX_PAGE}", field="first")
+    conds = [M.c.tenant_id == tx.tenant_id, M.c.status == "active"]
+    if after is not None:
+        conds.append(M.c.id > after)
+    f = filter
+    if f.name_contains:
+        pattern = f"%{like_escape(f.name_contains.lower())}%"
+        conds.append(M.c.name.isnot(None))
+        conds.append(func.lower(M.c.name).like(pattern, escape="\\"))
+    ident_conds = []
+    if f.channel is not None:
+        ident_conds.append(I.c.channel == f.channel)
+    if f.identifier_kind is not None:
+        ident_conds.append(I.c.kind == f.identifier_kind)
+    if ident_conds:
+        conds.append(
+            exists().where(I.c.tenant_id == tx.tenant_id, I.c.member_id == M.c.id, *ident_conds)
+        )
+    if f.created_after is not None:
+        conds.append(M.c.created_at > check_aware(f.created_after, "created_after"))
+    if f.created_before is not None:
+        conds.append(M.c.created_at < check_aware(f.created_before, "created_before"))
+    rows = await tx.conn.execute(select(M).where(*conds).order_by(M.c.id).limit(first + 1))
+    return [member_row(r) for r in rows]
+
+
+async def merges_for(tx: Tx, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[MergeInfo]]:
+    """Merge history touching each member (as survivor or loser), oldest first."""
+    wanted = _ids(member_ids)
+    out: dict[uuid.UUID, list[MergeInfo]] = {m: [] for m in wanted}
+    if not wanted:
+        return out
+    rows = await tx.conn.execute(
+        select(MR)
+        .where(
+            and_(
+                MR.c.tenant_id == tx.tenant_id,
+                or_(MR.c.survivor_id.in_(wanted), MR.c.loser_id.in_(wanted)),
+            )
+        )
+        .order_by(MR.c.created_at, MR.c.id)
+    )
+    for r in rows:
+        info = merge_info(r)
+        for m in {r.survivor_id, r.loser_id}:
+            if m in out:
+                out[m].append(info)
+    return out
