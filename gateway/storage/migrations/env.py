@@ -29,7 +29,7 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set by gateway.storage.migrate"
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, for_migrations=True)
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()
