@@ -33,8 +33,8 @@ TEST_SECRET = b"test-secret-key-for-phone-hashes"
 def _pg_admin_url() -> str:
     """The superuser URL for PostgreSQL tests.
 
-    Locally, without ``MEMBERHUB_TEST_POSTGRES_URL``, PostgreSQL-only tests skip so the README's test
-    command works anywhere; CI sets ``MEMBERHUB_REQUIRE_POSTGRES=1`` so they fail instead of
+    Locally, without ``MEMBERHUB_TEST_POSTGRES_URL``, PostgreSQL-only tests skip so the README's
+    test command works anywhere; CI sets ``MEMBERHUB_REQUIRE_POSTGRES=1`` so they fail instead of
     skipping — they can never silently not run there.
     """
     url = os.environ.get("MEMBERHUB_TEST_POSTGRES_URL")

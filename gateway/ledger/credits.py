@@ -102,9 +102,19 @@ async def credit(
         claimed = await tx.driver.fetchval(_PG_CREDIT, *(params[c] for c in _PG_COLUMNS))
         if claimed is not None:
             return TransferResult(
-                id=transfer_id, journal_id=transfer_id, member_id=member_id, account=account,
-                kind=kind, amount=amount, reason=reason, source=source, source_ref=source_ref,
-                remaining=amount, expires_at=lot_expiry, shortfall=0, created_at=now,
+                id=transfer_id,
+                journal_id=transfer_id,
+                member_id=member_id,
+                account=account,
+                kind=kind,
+                amount=amount,
+                reason=reason,
+                source=source,
+                source_ref=source_ref,
+                remaining=amount,
+                expires_at=lot_expiry,
+                shortfall=0,
+                created_at=now,
             )
         return await replay(tx, idem_key, fingerprint)
     row = (await tx.conn.execute(_credit_statement(tx.dialect), params)).first()

@@ -1,0 +1,37 @@
+"""``schema/schema.graphql`` is the committed contract: this fails when it is stale, so a schema
+change (and especially a breaking one) is always a visible, reviewed diff."""
+
+from __future__ import annotations
+
+from schema import SDL_PATH, sdl
+
+
+def test_committed_sdl_is_current() -> None:
+    committed = SDL_PATH.read_text(encoding="utf-8") if SDL_PATH.exists() else ""
+    assert committed == sdl(), (
+        "schema/schema.graphql is stale. Regenerate it with "
+        "`memberhub export-schema --output schema/schema.graphql` and review the diff "
+        "(breaking changes must be deliberate and documented)."
+    )
+
+
+def test_sdl_documents_every_type_and_field() -> None:
+    """Field descriptions are the API docs: every object type and field has one."""
+    from graphql import GraphQLInputObjectType, GraphQLObjectType
+
+    from schema import build_schema
+
+    gql = build_schema()._schema
+    missing = []
+    for name, t in gql.type_map.items():
+        if name.startswith("__") or name in ("Query", "Mutation", "PageInfo"):
+            continue
+        if isinstance(t, GraphQLObjectType | GraphQLInputObjectType):
+            if not t.description:
+                missing.append(name)
+            missing += [f"{name}.{f}" for f, d in t.fields.items() if not d.description]
+    for root in ("Query", "Mutation"):
+        t = gql.type_map[root]
+        assert isinstance(t, GraphQLObjectType)
+        missing += [f"{root}.{f}" for f, d in t.fields.items() if not d.description]
+    assert not missing, f"undocumented: {missing}"
