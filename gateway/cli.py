@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(fn=cmd_export_schema)
 
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
-    demo.add_argument("--members", type=int, default=3000)
+    demo.add_argument("--members", type=int, default=2000)
     demo.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)

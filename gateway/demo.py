@@ -194,6 +194,12 @@ def _order_input(p: Person, j: int, rng: random.Random, now: datetime) -> orders
     )
 
 
+def _progress(stage: str, done: int, total: int) -> None:
+    """One self-overwriting line on stderr, so a first run visibly moves."""
+    end = "\n" if done >= total else ""
+    print(f"\r  seeding {stage}: {done}/{total} people", end=end, file=sys.stderr, flush=True)
+
+
 async def _seed(db: Database, settings: Settings, count: int, rules: RuleRegistry) -> TenantInfo:
     tenant = await create_tenant(db, name=NAME, slug=SLUG, timezone="Asia/Shanghai", currency="CNY")
     key = identifiers.tenant_key(settings.secret_key, tenant.id)
@@ -209,6 +215,7 @@ async def _seed(db: Database, settings: Settings, count: int, rules: RuleRegistr
                         tx, channel=channel, identifiers=ids, profile=profile, key=key
                     )
                     p.member_id = res.member_id
+        _progress("members across channels", min(start + BATCH, len(people)), len(people))
 
     refunds: list[tuple[uuid.UUID, int]] = []
     for start in range(0, len(people), BATCH):
@@ -222,6 +229,7 @@ async def _seed(db: Database, settings: Settings, count: int, rules: RuleRegistr
                         refunds.append((res.order_id, max(1, int(inp.paid_fen * share))))
             await _refund_some(tx, refunds)
             refunds.clear()
+        _progress("orders, points and refunds", min(start + BATCH, len(people)), len(people))
 
     async with db.tenant_tx(tenant.id) as tx:
         await _hold_some(tx, [p.member_id for p in people[:60] if p.member_id], rng)

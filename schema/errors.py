@@ -10,6 +10,7 @@ from __future__ import annotations
 import strawberry
 
 from gateway import errors as domain
+from schema.enums import PointsHoldStatus
 
 
 @strawberry.interface(name="Error", description="An expected, typed failure of a mutation.")
@@ -49,7 +50,7 @@ class IdempotencyKeyReusedError(Error):
 
 @strawberry.type(description="The points hold was already captured, released or expired.")
 class HoldNotActiveError(Error):
-    status: str = strawberry.field(description="The hold's current status.")
+    status: PointsHoldStatus = strawberry.field(description="The hold's current status.")
 
 
 @strawberry.type(
@@ -104,7 +105,7 @@ def to_graphql_error(exc: domain.DomainError) -> Error:
     if isinstance(exc, domain.IdempotencyKeyReused):
         return IdempotencyKeyReusedError(message=msg, code=code)
     if isinstance(exc, domain.HoldNotActive):
-        return HoldNotActiveError(message=msg, code=code, status=exc.status)
+        return HoldNotActiveError(message=msg, code=code, status=PointsHoldStatus(exc.status))
     if isinstance(exc, domain.InvalidTransition):
         return InvalidTransitionError(message=msg, code=code)
     if isinstance(exc, domain.PermissionDenied):

@@ -10,6 +10,8 @@ from datetime import date, datetime
 
 import strawberry
 
+from schema.enums import OrderStatus
+
 IDEMPOTENCY_DOC = (
     "Client-chosen key (1-96 printable ASCII). Repeating a request with the same key returns "
     "the original result without writing again; reusing it for a different request is an "
@@ -84,7 +86,9 @@ class OrderLineInput:
 class RecordOrderInput:
     channel: str = strawberry.field(description="Sales channel.")
     external_id: str = strawberry.field(description="The channel's order id.")
-    status: str = strawberry.field(description="created, paid, completed or cancelled.")
+    status: OrderStatus = strawberry.field(
+        description="CREATED, PAID, COMPLETED or CANCELLED (refund statuses come from refundOrder)."
+    )
     total_fen: int = strawberry.field(description="Order total in fen.")
     placed_at: datetime = strawberry.field(description="When the order was placed.")
     member_id: strawberry.ID | None = strawberry.field(

@@ -21,6 +21,7 @@ from gateway.errors import DomainError, InvalidInput, NotFound
 from gateway.storage.db import Tx
 from gateway.tenancy import Scope
 from schema.context import RequestContext, ctx_of
+from schema.enums import OrderStatus
 from schema.errors import (
     Error,
     HoldNotActiveError,
@@ -170,7 +171,7 @@ class AccountAmount:
 class RefundOrderPayload:
     refund_id: str = strawberry.field(description="The refund id.")
     amount_fen: int = strawberry.field(description="Refunded amount in fen.")
-    status: str = strawberry.field(description="Order status after the refund.")
+    status: OrderStatus = strawberry.field(description="Order status after the refund.")
     reversed: list[AccountAmount] = strawberry.field(
         description="Points / growth taken back from the member, per account."
     )
@@ -384,7 +385,7 @@ class Mutation:
                 channel=input.channel,
                 external_id=input.external_id,
                 member_id=member_id,
-                status=input.status,
+                status=input.status.value,
                 lines=[
                     orders.OrderLineInput(
                         sku=ln.sku,
@@ -464,7 +465,7 @@ class Mutation:
         return RefundOrderPayload(
             refund_id=r["refund_id"],
             amount_fen=int(r["amount_fen"]),
-            status=r["status"],
+            status=OrderStatus(r["status"]),
             reversed=[AccountAmount(account=a, amount=int(v)) for a, v in r["reversed"].items()],
             shortfall=[AccountAmount(account=a, amount=int(v)) for a, v in r["shortfall"].items()],
             order_id=_ids(r, "order_id"),

@@ -22,6 +22,7 @@ from gateway import ledger, orders
 from gateway.errors import InvalidInput
 from gateway.members import IdentityRow, MemberRow, MergeInfo
 from schema.context import RequestContext
+from schema.enums import MergeStatus, OrderStatus, PointsHoldStatus
 from schema.loaders import peek
 from schema.relay import (
     Connection,
@@ -160,7 +161,7 @@ class PointsHold(relay.Node):
     account: str = strawberry.field(description="Account the points are held on.")
     amount: int = strawberry.field(description="Amount reserved.")
     captured: int = strawberry.field(description="Amount actually spent by the capture.")
-    status: str = strawberry.field(description="active, captured, released or expired.")
+    status: PointsHoldStatus = strawberry.field(description="Where the hold is in its life.")
     reason: str = strawberry.field(description="Reason given when the hold was placed.")
     expires_at: datetime = strawberry.field(description="When an active hold releases itself.")
     created_at: datetime = strawberry.field(description="When the hold was placed.")
@@ -181,7 +182,7 @@ class PointsHold(relay.Node):
             account=h.account,
             amount=h.amount,
             captured=h.captured,
-            status=h.status,
+            status=PointsHoldStatus(h.status),
             reason=h.reason,
             expires_at=h.expires_at,
             created_at=h.created_at,
@@ -209,9 +210,7 @@ class Order(relay.Node):
     id: relay.NodeID[uuid.UUID]
     channel: str = strawberry.field(description="Sales channel, e.g. tmall, jd, pos.")
     external_id: str = strawberry.field(description="The channel's order id.")
-    status: str = strawberry.field(
-        description="created, paid, completed, cancelled, partially_refunded or refunded."
-    )
+    status: OrderStatus = strawberry.field(description="Where the order is in its life.")
     total_fen: int = strawberry.field(description="Order total in fen.")
     paid_fen: int = strawberry.field(description="Amount paid in fen.")
     refunded_fen: int = strawberry.field(description="Amount refunded so far in fen.")
@@ -241,7 +240,7 @@ class Order(relay.Node):
             id=o.id,
             channel=o.channel,
             external_id=o.external_id,
-            status=o.status,
+            status=OrderStatus(o.status),
             total_fen=o.total_fen,
             paid_fen=o.paid_fen,
             refunded_fen=o.refunded_fen,
@@ -258,7 +257,7 @@ class Order(relay.Node):
 class Merge:
     id: strawberry.ID = strawberry.field(description="Opaque id; pass it to unmergeMembers.")
     reason: str = strawberry.field(description="Why the members were merged.")
-    status: str = strawberry.field(description="merged, or unmerged once undone.")
+    status: MergeStatus = strawberry.field(description="MERGED, or UNMERGED once undone.")
     created_at: datetime = strawberry.field(description="When the merge happened.")
     undone_at: datetime | None = strawberry.field(description="When it was undone, if it was.")
     survivor_id: strawberry.Private[uuid.UUID]
@@ -281,7 +280,7 @@ class Merge:
         return cls(
             id=strawberry.ID(global_id("Merge", m.id)),
             reason=m.reason,
-            status=m.status,
+            status=MergeStatus(m.status),
             created_at=m.created_at,
             undone_at=m.undone_at,
             survivor_id=m.survivor_id,

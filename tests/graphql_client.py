@@ -230,7 +230,7 @@ def order_input(
         "channel": "tmall",
         "externalId": external_id,
         "memberId": member_id,
-        "status": "paid",
+        "status": "PAID",
         "totalFen": paid_fen,
         "paidFen": paid_fen,
         "placedAt": "2025-03-01T10:00:00+08:00",

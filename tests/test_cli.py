@@ -211,7 +211,7 @@ def test_demo_seeds_merged_members_and_serves_them(
     member = body["data"]["member"]
     assert member["id"] == gid.group(1)
     assert len({i["channel"] for i in member["identities"]}) >= 2
-    assert member["merges"] and member["merges"][0]["status"] == "merged"
+    assert member["merges"] and member["merges"][0]["status"] == "MERGED"
     assert len(body["data"]["members"]["edges"]) == 100
     # a second run reuses the seeded brand and prints a fresh key
     assert main(["demo", "--no-serve", "--members", "200"]) == 0

@@ -123,7 +123,7 @@ async def test_record_and_refund_order_earn_and_reverse_points(api: Api) -> None
         },
     )
     assert r["__typename"] == "RefundOrderPayload", r
-    assert r["order"]["refundedFen"] == 10_000 and r["status"] == "partially_refunded"
+    assert r["order"]["refundedFen"] == 10_000 and r["status"] == "PARTIALLY_REFUNDED"
     assert {x["account"]: x["amount"] for x in r["reversed"]} == {"points": 100, "growth": 100}
     again = await run(
         api,
@@ -151,19 +151,19 @@ async def test_holds_capture_and_release(api: Api) -> None:
     c = await run(
         api, CAPTURE, {"holdId": h["hold"]["id"], "amount": 150, "reason": "tea"}, key="pos"
     )
-    assert c["hold"]["status"] == "captured" and c["transfer"]["amount"] == -150
+    assert c["hold"]["status"] == "CAPTURED" and c["transfer"]["amount"] == -150
     assert c["member"]["points"] == 350
     again = await run(api, RELEASE, {"holdId": h["hold"]["id"], "reason": "undo"}, key="pos")
-    assert again["__typename"] == "HoldNotActiveError" and again["status"] == "captured"
+    assert again["__typename"] == "HoldNotActiveError" and again["status"] == "CAPTURED"
     h2 = await run(api, HOLD, {"memberId": m, "amount": 100, "reason": "POS"}, key="pos")
     rel = await run(api, RELEASE, {"holdId": h2["hold"]["id"], "reason": "cancelled"}, key="pos")
-    assert rel["hold"]["status"] == "released" and rel["member"]["points"] == 350
+    assert rel["hold"]["status"] == "RELEASED" and rel["member"]["points"] == 350
     body = await api.gql(
         "read",
         "query($id: ID!) { pointsHold(id: $id) { status amount } }",
         {"id": h2["hold"]["id"]},
     )
-    assert body["data"]["pointsHold"] == {"status": "released", "amount": 100}
+    assert body["data"]["pointsHold"] == {"status": "RELEASED", "amount": 100}
 
 
 async def test_adjust_points_debit_and_insufficient_balance(api: Api) -> None:
@@ -188,7 +188,7 @@ async def test_merge_and_unmerge(api: Api) -> None:
     assert r["__typename"] == "MergePayload", r
     assert r["survivor"]["points"] == 40 and r["loser"]["status"] == "MERGED"
     u = await run(api, UNMERGE, {"mergeId": r["merge"]["id"], "reason": "different people"})
-    assert u["merge"]["status"] == "unmerged" and u["loser"]["status"] == "ACTIVE"
+    assert u["merge"]["status"] == "UNMERGED" and u["loser"]["status"] == "ACTIVE"
     again = await run(api, UNMERGE, {"mergeId": r["merge"]["id"], "reason": "twice"})
     assert again["__typename"] in ("InvalidTransitionError", "NotFoundError"), again
 
