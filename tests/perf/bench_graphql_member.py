@@ -86,7 +86,7 @@ def build_app(url: str):
                             {
                                 "id": global_id("Order", o.id),
                                 "externalId": o.external_id,
-                                "status": o.status,
+                                "status": o.status.upper(),
                                 "paidFen": o.paid_fen,
                                 "placedAt": o.placed_at.isoformat(),
                             }
