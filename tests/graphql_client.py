@@ -127,30 +127,57 @@ async def make_api(
 
 
 class StatementCounter:
-    """Counts SQL statements sent through an engine (``before_cursor_execute``)."""
+    """Counts SQL statements sent to the database, whichever path sends them.
+
+    SQLAlchemy statements are seen by ``before_cursor_execute``. On PostgreSQL the hottest reads
+    and writes run on the asyncpg connection directly (``tx.driver``), which SQLAlchemy never sees,
+    so the counter also attaches asyncpg's query logger to every connection checked out while it
+    is active. The two never overlap: asyncpg's logger does not see SQLAlchemy's prepared
+    statements.
+    """
 
     def __init__(self, db: Database) -> None:
         self.engine = db.engine.sync_engine
         self.statements: list[str] = []
+        self._drivers: list[Any] = []
 
     def _on(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements.append(statement)
 
+    def _on_driver(self, record: Any) -> None:
+        self.statements.append(record.query)
+
+    def _on_checkout(self, _dbapi: Any, record: Any, _proxy: Any) -> None:
+        driver = record.driver_connection
+        if hasattr(driver, "add_query_logger") and driver not in self._drivers:
+            driver.add_query_logger(self._on_driver)
+            self._drivers.append(driver)
+
     def __enter__(self) -> StatementCounter:
         event.listen(self.engine, "before_cursor_execute", self._on)
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.engine.pool, "checkout", self._on_checkout)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._on)
+        if self.engine.dialect.name == "postgresql":
+            event.remove(self.engine.pool, "checkout", self._on_checkout)
+        for driver in self._drivers:
+            driver.remove_query_logger(self._on_driver)
 
     @property
     def queries(self) -> list[str]:
-        """Statements other than transaction control (BEGIN/COMMIT/ROLLBACK)."""
-        return [
-            s
-            for s in self.statements
-            if s.strip().split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}
-        ]
+        """Statements other than transaction set-up and control (BEGIN, the tenant setting,
+        COMMIT, ROLLBACK), which every transaction pays once whatever it reads."""
+        return [s for s in self.statements if not _is_transaction_control(s)]
+
+
+def _is_transaction_control(statement: str) -> bool:
+    text = statement.strip()
+    if text.startswith("SELECT set_config('app.tenant_id'"):
+        return True
+    return text.split()[0].upper().rstrip(";") in {"BEGIN", "COMMIT", "ROLLBACK"}
 
 
 def free_port() -> int:

@@ -221,7 +221,7 @@ async def test_nested_members_page_costs_a_constant_number_of_statements(api: Ap
         counts[n] = len(counter.queries)
     assert counts[10] == counts[100], counts
     # page + identities + attributes + balances + latest orders + lines + merges
-    assert counts[100] <= 8, counts
+    assert 4 <= counts[100] <= 8, counts  # lower bound: the counter sees every path
     node = body["data"]["members"]["edges"][99]["node"]
     assert len(node["latestOrders"]) == 2 and node["latestOrders"][0]["lines"] == [{"sku": "T"}]
     assert node["points"] >= 5 and node["identities"][0]["display"].startswith("137")

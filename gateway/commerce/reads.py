@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, func, or_, select
 
-from gateway.commerce.model import LINE, ORD, LineRow, OrderRow, line_row, order_row
+from gateway.commerce.model import LINE, ORD, LineRow, OrderRow, order_row
 from gateway.errors import InvalidInput
+from gateway.sql import BatchRead, in_ids
 from gateway.storage.db import Tx
 
 MAX_PAGE = 1000
@@ -18,14 +21,33 @@ def _ids(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
+_ORDER_FIELDS = tuple(f.name for f in fields(OrderRow))
+"""Orders are selected in ``OrderRow`` field order, so a row (either backend) is
+``OrderRow(*row)``."""
+
+_GET_ORDERS = BatchRead(
+    lambda d: select(*[ORD.c[n] for n in _ORDER_FIELDS]).where(
+        ORD.c.tenant_id == bindparam("tenant_id"), in_ids(ORD.c.id, d)
+    )
+)
+
+
 async def get_orders(tx: Tx, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, OrderRow]:
     wanted = _ids(ids)
     if not wanted:
         return {}
-    rows = await tx.conn.execute(
-        select(ORD).where(ORD.c.tenant_id == tx.tenant_id, ORD.c.id.in_(wanted))
+    rows = await _GET_ORDERS.fetch(tx, tenant_id=tx.tenant_id, ids=wanted)
+    return {r[0]: OrderRow(*r) for r in rows}
+
+
+_LINES_FOR = BatchRead(
+    lambda d: (
+        select(LINE.c.order_id, *[LINE.c[f.name] for f in fields(LineRow)])
+        .where(LINE.c.tenant_id == bindparam("tenant_id"), in_ids(LINE.c.order_id, d))
+        .order_by(LINE.c.order_id, LINE.c.line_no)
     )
-    return {r.id: order_row(r) for r in rows}
+)
+"""``order_id`` then the columns in ``LineRow`` field order."""
 
 
 async def lines_for(tx: Tx, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[LineRow]]:
@@ -33,14 +55,30 @@ async def lines_for(tx: Tx, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, l
     out: dict[uuid.UUID, list[LineRow]] = {o: [] for o in wanted}
     if not wanted:
         return out
-    rows = await tx.conn.execute(
-        select(LINE)
-        .where(LINE.c.tenant_id == tx.tenant_id, LINE.c.order_id.in_(wanted))
-        .order_by(LINE.c.order_id, LINE.c.line_no)
-    )
-    for r in rows:
-        out[r.order_id].append(line_row(r))
+    for r in await _LINES_FOR.fetch(tx, tenant_id=tx.tenant_id, ids=wanted):
+        out[r[0]].append(LineRow(*r[1:]))
     return out
+
+
+def _latest_orders(dialect: str) -> Any:
+    rn = (
+        func.row_number()
+        .over(partition_by=ORD.c.member_id, order_by=(ORD.c.placed_at.desc(), ORD.c.id.desc()))
+        .label("rn")
+    )
+    ranked = (
+        select(*[ORD.c[n] for n in _ORDER_FIELDS], rn)
+        .where(ORD.c.tenant_id == bindparam("tenant_id"), in_ids(ORD.c.member_id, dialect))
+        .subquery()
+    )
+    return (
+        select(*[ranked.c[n] for n in _ORDER_FIELDS])
+        .where(ranked.c.rn <= bindparam("limit", type_=Integer))
+        .order_by(ranked.c.member_id, ranked.c.rn)
+    )
+
+
+_LATEST_ORDERS_FOR = BatchRead(_latest_orders)
 
 
 async def latest_orders_for(
@@ -53,23 +91,12 @@ async def latest_orders_for(
     out: dict[uuid.UUID, list[OrderRow]] = {m: [] for m in wanted}
     if not wanted:
         return out
-    rn = (
-        func.row_number()
-        .over(partition_by=ORD.c.member_id, order_by=(ORD.c.placed_at.desc(), ORD.c.id.desc()))
-        .label("rn")
-    )
-    ranked = (
-        select(ORD, rn)
-        .where(ORD.c.tenant_id == tx.tenant_id, ORD.c.member_id.in_(wanted))
-        .subquery()
-    )
-    rows = await tx.conn.execute(
-        select(ranked)
-        .where(ranked.c.rn <= limit_per_member)
-        .order_by(ranked.c.member_id, ranked.c.rn)
+    rows = await _LATEST_ORDERS_FOR.fetch(
+        tx, tenant_id=tx.tenant_id, ids=wanted, limit=limit_per_member
     )
     for r in rows:
-        out[r.member_id].append(order_row(r))
+        order = OrderRow(*r)
+        out[order.member_id].append(order)  # type: ignore[index]
     return out
 
 

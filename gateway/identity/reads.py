@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import bindparam, exists, func, or_, select
 
 from gateway.errors import InvalidInput
 from gateway.identifiers import is_strong, normalise
@@ -24,9 +25,8 @@ from gateway.identity.model import (
     MergeInfo,
     check_aware,
     member_row,
-    merge_info,
 )
-from gateway.sql import like_escape
+from gateway.sql import BatchRead, in_ids, like_escape
 from gateway.storage.db import Tx
 
 MAX_PAGE = 1000
@@ -78,13 +78,30 @@ async def find_by_identifier(
     return None if owner is None else await resolve(tx, owner)
 
 
+_GET_MEMBERS = BatchRead(
+    lambda d: select(*[M.c[f.name] for f in fields(MemberRow)]).where(
+        M.c.tenant_id == bindparam("tenant_id"), in_ids(M.c.id, d)
+    )
+)
+"""Columns in ``MemberRow`` field order, so a row (either backend) is ``MemberRow(*row)``."""
+
+
 async def get_members(tx: Tx, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, MemberRow]:
     """Members by id as stored (a merged member comes back with ``status='merged'``)."""
     wanted = _ids(ids)
     if not wanted:
         return {}
-    rows = await tx.conn.execute(select(M).where(M.c.tenant_id == tx.tenant_id, M.c.id.in_(wanted)))
-    return {r.id: member_row(r) for r in rows}
+    rows = await _GET_MEMBERS.fetch(tx, tenant_id=tx.tenant_id, ids=wanted)
+    return {r[0]: MemberRow(*r) for r in rows}
+
+
+_IDENTITIES_FOR = BatchRead(
+    lambda d: (
+        select(I.c.member_id, I.c.kind, I.c.scope, I.c.display, I.c.channel, I.c.created_at)
+        .where(I.c.tenant_id == bindparam("tenant_id"), in_ids(I.c.member_id, d))
+        .order_by(I.c.member_id, I.c.created_at, I.c.kind, I.c.scope)
+    )
+)
 
 
 async def identities_for(
@@ -94,16 +111,22 @@ async def identities_for(
     out: dict[uuid.UUID, list[IdentityRow]] = {m: [] for m in wanted}
     if not wanted:
         return out
-    rows = await tx.conn.execute(
-        select(I.c.member_id, I.c.kind, I.c.scope, I.c.display, I.c.channel, I.c.created_at)
-        .where(I.c.tenant_id == tx.tenant_id, I.c.member_id.in_(wanted))
-        .order_by(I.c.member_id, I.c.created_at, I.c.kind, I.c.scope)
-    )
-    for r in rows:
-        out[r.member_id].append(
-            IdentityRow(r.kind, r.scope, r.display, r.channel, is_strong(r.kind), r.created_at)
+    for member_id, kind, scope, display, channel, created_at in await _IDENTITIES_FOR.fetch(
+        tx, tenant_id=tx.tenant_id, ids=wanted
+    ):
+        out[member_id].append(
+            IdentityRow(kind, scope, display, channel, is_strong(kind), created_at)
         )
     return out
+
+
+_ATTRIBUTES_FOR = BatchRead(
+    lambda d: (
+        select(A.c.member_id, A.c.field, A.c.value, A.c.channel, A.c.verified, A.c.observed_at)
+        .where(A.c.tenant_id == bindparam("tenant_id"), in_ids(A.c.member_id, d))
+        .order_by(A.c.member_id, A.c.field)
+    )
+)
 
 
 async def attributes_for(
@@ -113,15 +136,10 @@ async def attributes_for(
     out: dict[uuid.UUID, list[AttributeRow]] = {m: [] for m in wanted}
     if not wanted:
         return out
-    rows = await tx.conn.execute(
-        select(A)
-        .where(A.c.tenant_id == tx.tenant_id, A.c.member_id.in_(wanted))
-        .order_by(A.c.member_id, A.c.field)
-    )
-    for r in rows:
-        out[r.member_id].append(
-            AttributeRow(r.field, r.value, r.channel, bool(r.verified), r.observed_at)
-        )
+    for member_id, field, value, channel, verified, observed_at in await _ATTRIBUTES_FOR.fetch(
+        tx, tenant_id=tx.tenant_id, ids=wanted
+    ):
+        out[member_id].append(AttributeRow(field, value, channel, bool(verified), observed_at))
     return out
 
 
@@ -159,25 +177,28 @@ async def list_members(
     return [member_row(r) for r in rows]
 
 
+_MERGES_FOR = BatchRead(
+    lambda d: (
+        select(*[MR.c[f.name] for f in fields(MergeInfo)])
+        .where(
+            MR.c.tenant_id == bindparam("tenant_id"),
+            or_(in_ids(MR.c.survivor_id, d), in_ids(MR.c.loser_id, d)),
+        )
+        .order_by(MR.c.created_at, MR.c.id)
+    )
+)
+"""Columns in ``MergeInfo`` field order, so a row is ``MergeInfo(*row)``."""
+
+
 async def merges_for(tx: Tx, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[MergeInfo]]:
     """Merge history touching each member (as survivor or loser), oldest first."""
     wanted = _ids(member_ids)
     out: dict[uuid.UUID, list[MergeInfo]] = {m: [] for m in wanted}
     if not wanted:
         return out
-    rows = await tx.conn.execute(
-        select(MR)
-        .where(
-            and_(
-                MR.c.tenant_id == tx.tenant_id,
-                or_(MR.c.survivor_id.in_(wanted), MR.c.loser_id.in_(wanted)),
-            )
-        )
-        .order_by(MR.c.created_at, MR.c.id)
-    )
-    for r in rows:
-        info = merge_info(r)
-        for m in {r.survivor_id, r.loser_id}:
+    for r in await _MERGES_FOR.fetch(tx, tenant_id=tx.tenant_id, ids=wanted):
+        info = MergeInfo(*r)
+        for m in {info.survivor_id, info.loser_id}:
             if m in out:
                 out[m].append(info)
     return out
