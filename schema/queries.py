@@ -36,8 +36,14 @@ from schema.types import (
 )
 
 
-async def _member(ctx: RequestContext, member_id: uuid.UUID, follow: bool) -> Member | None:
-    """One statement in the common case (an active member); merged ids follow their survivor."""
+async def _member(
+    ctx: RequestContext, member_id: uuid.UUID, follow: bool, info: Info | None = None
+) -> Member | None:
+    """One statement in the common case (an active member); merged ids follow their survivor.
+
+    With ``info``, the relations the query selects on the member are loaded before it resolves
+    (the same look-ahead as the members list), so its fields complete without one DataLoader
+    dispatch each — measurably cheaper for the most common request there is."""
     row = await ctx.loaders.member.load(member_id)
     if row is None:
         return None
@@ -46,6 +52,8 @@ async def _member(ctx: RequestContext, member_id: uuid.UUID, follow: bool) -> Me
         row = None if survivor is None else await ctx.loaders.member.load(survivor)
         if row is None:
             return None
+    if info is not None:
+        await prefetch_members(ctx, [row.id], flatten(info.selected_fields[0].selections))
     return Member.from_row(row, ctx)
 
 
@@ -108,7 +116,7 @@ class Query:
         member_id = decode_id(id, "Member")
         if member_id is None:
             return None
-        return await _member(ctx, member_id, follow_merges)
+        return await _member(ctx, member_id, follow_merges, info)
 
     @strawberry.field(
         description='The member owning an identifier (e.g. kind: "phone", '
@@ -122,7 +130,7 @@ class Query:
         member_id = await ctx.read(members.find_by_identifier, kind, scope, value, key=key)
         if member_id is None:
             return None
-        return await _member(ctx, member_id, follow=True)
+        return await _member(ctx, member_id, follow=True, info=info)
 
     @strawberry.field(
         description="Active members in creation order (keyset-paginated, ≤ 100 a "
