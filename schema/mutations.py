@@ -117,7 +117,7 @@ def _member(ctx: RequestContext, member_id: uuid.UUID | None) -> Any:
 
 async def _resolve_member(tx: Tx, raw: str, field: str) -> uuid.UUID:
     """An id from the input → this tenant's active member (merged ids follow their survivor)."""
-    mid = await members.resolve(tx, _uuid(raw, "Member", field))
+    mid = await members.resolve(tx, _uuid(raw, "Member", field), lock=True)
     if mid is None:
         raise NotFound("no Member with this id", field=field)
     return mid

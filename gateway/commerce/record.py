@@ -284,7 +284,7 @@ async def record_order(
     inp = validate_order(inp)
     member_id = None
     if inp.member_id is not None:
-        member_id = await resolve(tx, inp.member_id)
+        member_id = await resolve(tx, inp.member_id, lock=True)
         if member_id is None:
             raise NotFound("member not found", id=str(inp.member_id))
 

@@ -61,7 +61,7 @@ async def _reverse(
     earlier: list[Any],
     now: datetime,
 ) -> tuple[dict[str, int], dict[str, int]]:
-    member_id = await resolve(tx, order.member_id)
+    member_id = await resolve(tx, order.member_id, lock=True)
     if member_id is None:
         return {}, {}
     earned: dict[str, int] = {}

@@ -105,6 +105,33 @@ async def _owners(tx: Tx, idents: list[NormalisedIdentifier]) -> dict[tuple[str,
     return out
 
 
+async def _locked_owners(
+    tx: Tx, idents: list[NormalisedIdentifier]
+) -> dict[tuple[str, str, str], Any]:
+    """Owners with their member rows locked ``FOR UPDATE`` (PostgreSQL).
+
+    The advisory locks serialise ingests that share an identifier, not a manual merge or an
+    ingest that reaches the same member through other identifiers. Locking the owning members
+    (in id order, like ``merge``) and re-reading until every owner is still active means a merge
+    that committed after the first read is seen, and one that starts later waits for this ingest
+    — so nothing is attached to, or merged into, a member that has just been merged away.
+    """
+    for _ in range(8):
+        owners = await _owners(tx, idents)
+        ids = sorted({mid for mid, _created in owners.values()})
+        if not ids:
+            return owners
+        rows = await tx.conn.execute(
+            select(M.c.id, M.c.status)
+            .where(M.c.tenant_id == tx.tenant_id, M.c.id.in_(ids))
+            .order_by(M.c.id)
+            .with_for_update()
+        )
+        if all(r.status == "active" for r in rows):
+            return owners
+    raise RuntimeError("members kept being merged while resolving an ingest")
+
+
 async def ingest(
     tx: Tx,
     *,
@@ -123,7 +150,9 @@ async def ingest(
     if tx.is_postgres:
         keys = sorted({lock_key(tx.tenant_id, n) for n in idents})
         await tx.conn.execute(_LOCK, {"keys": keys})
-    owners = await _owners(tx, idents)
+        owners = await _locked_owners(tx, idents)
+    else:
+        owners = await _owners(tx, idents)
 
     strong: dict[uuid.UUID, tuple[datetime, list[str]]] = {}
     weak: dict[uuid.UUID, datetime] = {}

@@ -37,21 +37,26 @@ def _ids(member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(member_ids))
 
 
-async def resolve(tx: Tx, member_id: uuid.UUID) -> uuid.UUID | None:
+async def resolve(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> uuid.UUID | None:
     """The active member an id stands for: itself, or the survivor it was merged into.
 
     Merges keep chains flat (a loser's own losers are re-pointed to the new survivor), so this is
     normally one statement; the hop limit only guards against corrupt data.
+
+    Write paths pass ``lock=True``: on PostgreSQL every row read is locked ``FOR SHARE`` until the
+    transaction ends. A merge takes ``FOR UPDATE`` on both members, so it either finished before
+    (and the row read here already says "merged", leading on to the survivor) or waits until this
+    write has committed and then moves what it wrote. Without the lock a merge committing between
+    the resolve and the write would strand the write on the merged member.
     """
     current = member_id
     for _ in range(_MAX_HOPS):
-        row = (
-            await tx.conn.execute(
-                select(M.c.status, M.c.merged_into).where(
-                    M.c.tenant_id == tx.tenant_id, M.c.id == current
-                )
-            )
-        ).first()
+        stmt = select(M.c.status, M.c.merged_into).where(
+            M.c.tenant_id == tx.tenant_id, M.c.id == current
+        )
+        if lock:
+            stmt = stmt.with_for_update(read=True)
+        row = (await tx.conn.execute(stmt)).first()
         if row is None:
             return None
         if row.status != "merged" or row.merged_into is None:

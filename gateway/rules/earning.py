@@ -95,7 +95,7 @@ async def _plan(
     rule_sets = _rule_sets(registry, tenant_enabled if enabled is None else enabled)
     if not rule_sets:
         return None, []
-    member_id = await resolve(tx, event.member_id)
+    member_id = await resolve(tx, event.member_id, lock=True)
     if member_id is None:
         return None, []
     member = (await get_members(tx, [member_id]))[member_id]
