@@ -179,3 +179,63 @@ async def test_merge_errors_and_chains(
         b: ["bpos_card"],
         c: ["bpos_card"],
     }
+
+
+@pytest.mark.parametrize("ending", ["release", "expire"])
+async def test_hold_ending_after_a_merge_returns_points_to_the_survivor(
+    db: Database, tenant: TenantInfo, other_tenant: TenantInfo, ending: str
+) -> None:
+    """A POS hold placed before a ONE ID merge and released (or expired) after it gives its
+    points to the surviving member, who can spend them; nothing is stranded on the merged id."""
+    key = tenant_key(TEST_SECRET, tenant.id)
+    now = datetime.now(UTC)
+    async with db.tenant_tx(tenant.id) as tx:
+        s = await members.ingest(
+            tx, channel="pos", key=key, identifiers=[IdentifierInput("phone", "*", "13700000001")]
+        )
+        lo = await members.ingest(
+            tx, channel="pos", key=key, identifiers=[IdentifierInput("phone", "*", "13700000002")]
+        )
+        await ledger.credit(
+            tx,
+            member_id=lo.member_id,
+            account="points",
+            amount=100,
+            reason="earn",
+            source="test",
+            idem_key="hm-earn",
+            now=now,
+        )
+        h = await ledger.hold(
+            tx,
+            member_id=lo.member_id,
+            account="points",
+            amount=60,
+            ttl_seconds=60,
+            reason="pos",
+            idem_key="hm-hold",
+            now=now,
+        )
+        await members.merge(tx, survivor_id=s.member_id, loser_id=lo.member_id, reason="same")
+    async with db.tenant_tx(tenant.id) as tx:
+        if ending == "release":
+            await ledger.release(tx, hold_id=h.id, reason="cancelled", idem_key="hm-rel")
+        else:
+            await ledger.expire_due(tx, now=now + timedelta(seconds=61))
+    async with db.tenant_tx(tenant.id) as tx:
+        b = await ledger.balances_for(tx, [s.member_id, lo.member_id])
+        assert b[(s.member_id, "points")].available == 100
+        assert b[(lo.member_id, "points")].available == 0
+        spent = await ledger.debit(
+            tx,
+            member_id=s.member_id,
+            account="points",
+            amount=100,
+            reason="spend",
+            source="test",
+            idem_key="hm-spend",
+        )
+        assert spent.amount == -100
+        assert await ledger.verify(tx) == []
+    async with db.tenant_tx(other_tenant.id) as tx:
+        assert (await ledger.get_holds(tx, [h.id])) == {}

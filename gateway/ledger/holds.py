@@ -25,6 +25,7 @@ from gateway.errors import (
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
 from gateway.ledger.credits import replay
+from gateway.ledger.merge import _move
 from gateway.ledger.models import HoldResult, TransferResult, hold_result, transfer_result
 from gateway.ledger.store import (
     B,
@@ -44,6 +45,9 @@ from gateway.ledger.store import (
     upsert,
 )
 from gateway.storage.db import Tx
+from gateway.storage.tables import Member
+
+MEMBER = Member.__table__  # type: ignore[attr-defined]
 
 
 async def hold(
@@ -323,3 +327,45 @@ async def give_back(tx: Tx, holds: list[Any], now: datetime) -> None:
         await add_to_balance(tx, member_id, account, now, available=total, held=-total)
     allocations = await allocations_of(tx, [h.id for h in holds])
     await return_to_lots(tx, [(a.lot_id, a.amount) for a in allocations])
+    await _forward_to_survivors(tx, holds, allocations, now)
+
+
+async def _forward_to_survivors(
+    tx: Tx, holds: list[Any], allocations: list[Any], now: datetime
+) -> None:
+    """Hold points that come back to a member merged away since the hold was placed move on to
+    the survivor (paired ``hold_forward`` lines, expiry kept).
+
+    A merge moves available lots, not held ones; without this step a POS hold released after a
+    ONE ID merge would return its points to a member whose id now resolves elsewhere, where no
+    one could see or spend them."""
+    member_ids = list({h.member_id for h in holds})
+    rows = await tx.conn.execute(
+        select(MEMBER.c.id, MEMBER.c.merged_into).where(
+            MEMBER.c.tenant_id == tx.tenant_id,
+            MEMBER.c.id.in_(member_ids),
+            MEMBER.c.status == "merged",
+        )
+    )
+    survivor_of = {r.id: r.merged_into for r in rows if r.merged_into is not None}
+    if not survivor_of:
+        return
+    by_hold: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for a in allocations:
+        by_hold[a.owner_id].append(a)
+    for h in holds:
+        survivor = survivor_of.get(h.member_id)
+        if survivor is None or not by_hold.get(h.id):
+            continue
+        await _move(
+            tx,
+            kind="hold_forward",
+            op_id=h.id,
+            journal_id=uuid7(),
+            account=h.account,
+            giver=h.member_id,
+            taker=survivor,
+            moves=[(a.lot_id, a.amount, a.amount, a.expires_at) for a in by_hold[h.id]],
+            reason="held points returned after a merge, forwarded to the surviving member",
+            now=now,
+        )
