@@ -25,6 +25,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway.settings import Settings
 from schema.errors import ERROR_TYPES
+from schema.execution import fast_execution_context, install_fast_leaves
 from schema.extensions import MaskUnexpectedErrors
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -57,13 +58,18 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not s.introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
         types=[Member, Order, PointsHold, PointsTransfer, *ERROR_TYPES],
         extensions=extensions,
         config=StrawberryConfig(relay_max_results=MAX_PAGE),
+        # Scalar/enum fields read from an attribute skip graphql-core's per-field machinery
+        # (ResolveInfo, resolver wrapper, complete_value): see schema/execution.py.
+        execution_context_class=fast_execution_context(),
     )
+    install_fast_leaves(schema)
+    return schema
 
 
 def sdl() -> str:

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.relay import GlobalID, GlobalIDValueError, PageInfo
+from strawberry.relay.utils import to_base64
 
 from gateway.errors import InvalidInput
 
@@ -29,7 +30,8 @@ T = TypeVar("T")
 
 
 def global_id(type_name: str, value: uuid.UUID) -> str:
-    return str(GlobalID(type_name, str(value)))
+    """``str(GlobalID(type_name, str(value)))`` without building the GlobalID object."""
+    return to_base64(type_name, str(value))
 
 
 def decode_id(raw: object, *type_names: str) -> uuid.UUID | None:

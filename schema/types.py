@@ -41,6 +41,17 @@ MAX_LATEST_ORDERS = 20
 MAX_EXPIRY_WINDOW_DAYS = 3660
 
 
+def node_id_field() -> Any:
+    """The Relay ``id`` as a plain attribute holding the global id.
+
+    ``relay.Node`` resolves ``id`` through a resolver that takes ``Info`` — per object, on every
+    list item. Our nodes are built from rows whose uuid is known, so ``from_row``/``from_result``
+    store the encoded global id once and the field resolves by attribute access (same SDL: the
+    name and description are Node's).
+    """
+    return strawberry.field(name="id", description="The Globally Unique ID of this object")
+
+
 def then(value: A | Awaitable[A], fn: Callable[[A], B]) -> B | Awaitable[B]:
     """Apply ``fn`` now when ``value`` is ready, or after awaiting it (keeps hot paths sync)."""
     if inspect.isawaitable(value):
@@ -119,6 +130,7 @@ class Balance:
 @strawberry.type(description="One line of the append-only ledger (积分流水).")
 class PointsTransfer(relay.Node):
     id: relay.NodeID[uuid.UUID]
+    _id: strawberry.ID = node_id_field()
     account: str = strawberry.field(description="Account: points, growth or stored_value.")
     kind: str = strawberry.field(
         description="What happened: earn, spend, adjust, reversal, expire, merge_in, ..."
@@ -142,6 +154,7 @@ class PointsTransfer(relay.Node):
     def from_result(cls, r: ledger.TransferResult) -> PointsTransfer:
         return cls(
             id=r.id,
+            _id=global_id("PointsTransfer", r.id),
             account=r.account,
             kind=r.kind,
             amount=r.amount,
@@ -158,6 +171,7 @@ class PointsTransfer(relay.Node):
 @strawberry.type(description="A two-phase reservation of points: hold → capture | release.")
 class PointsHold(relay.Node):
     id: relay.NodeID[uuid.UUID]
+    _id: strawberry.ID = node_id_field()
     account: str = strawberry.field(description="Account the points are held on.")
     amount: int = strawberry.field(description="Amount reserved.")
     captured: int = strawberry.field(description="Amount actually spent by the capture.")
@@ -179,6 +193,7 @@ class PointsHold(relay.Node):
     def from_result(cls, h: ledger.HoldResult, ctx: RequestContext) -> PointsHold:
         return cls(
             id=h.id,
+            _id=global_id("PointsHold", h.id),
             account=h.account,
             amount=h.amount,
             captured=h.captured,
@@ -208,6 +223,7 @@ class OrderLine:
 )
 class Order(relay.Node):
     id: relay.NodeID[uuid.UUID]
+    _id: strawberry.ID = node_id_field()
     channel: str = strawberry.field(description="Sales channel, e.g. tmall, jd, pos.")
     external_id: str = strawberry.field(description="The channel's order id.")
     status: OrderStatus = strawberry.field(description="Where the order is in its life.")
@@ -238,6 +254,7 @@ class Order(relay.Node):
     def from_row(cls, o: orders.OrderRow, ctx: RequestContext) -> Order:
         return cls(
             id=o.id,
+            _id=global_id("Order", o.id),
             channel=o.channel,
             external_id=o.external_id,
             status=OrderStatus(o.status),
@@ -324,9 +341,15 @@ def order_cursor(o: Any) -> str:
 )
 class Member(relay.Node):
     id: relay.NodeID[uuid.UUID]
+    _id: strawberry.ID = node_id_field()
     status: MemberStatus = strawberry.field(description="active, or merged into another member.")
     created_at: datetime = strawberry.field(description="When the member was first seen.")
     updated_at: datetime = strawberry.field(description="Last change to the member record.")
+    # Built with the member (a few attribute copies) so the field resolves by attribute access
+    # instead of through a resolver call per member.
+    profile: Profile = strawberry.field(
+        description="Profile: the winning value per field, with provenance."
+    )
     row: strawberry.Private[MemberRow]
     ctx: strawberry.Private[RequestContext]
 
@@ -334,27 +357,24 @@ class Member(relay.Node):
     def from_row(cls, row: MemberRow, ctx: RequestContext) -> Member:
         return cls(
             id=row.id,
+            _id=global_id("Member", row.id),
             status=row.status,  # type: ignore[arg-type]
             created_at=row.created_at,
             updated_at=row.updated_at,
+            profile=Profile(
+                name=row.name,
+                gender=row.gender,
+                birthday=row.birthday,
+                city=row.city,
+                member_id=row.id,
+                ctx=ctx,
+            ),
             row=row,
             ctx=ctx,
         )
 
     def _wrap(self, row: MemberRow | None) -> Member | None:
         return None if row is None else Member.from_row(row, self.ctx)
-
-    @strawberry.field(description="Profile: the winning value per field, with provenance.")
-    def profile(self) -> Profile:
-        r = self.row
-        return Profile(
-            name=r.name,
-            gender=r.gender,
-            birthday=r.birthday,
-            city=r.city,
-            member_id=r.id,
-            ctx=self.ctx,
-        )
 
     @strawberry.field(description="For a merged member: the member it was merged into.")
     def merged_into(self) -> Member | None:
