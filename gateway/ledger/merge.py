@@ -3,7 +3,9 @@
 A merge moves every unexpired lot of the loser with something left to the survivor: per account,
 one ``merge_out`` line on the loser (allocated to the lots it empties) and one ``merge_in`` lot on
 the survivor per source lot (same ``expires_at``, ``related_id`` = the source lot), all sharing a
-``journal_id`` whose amounts sum to zero. Open holds stay with the member that placed them.
+``journal_id`` whose amounts sum to zero. Open holds stay with the member that placed them;
+if one is released or expires after the merge, ``holds.give_back`` forwards its points to the
+survivor (``hold_forward`` lines).
 
 Unmerge walks the snapshot and moves back ``min(moved, what the survivor lot still has)`` into new
 loser lots with the original expiries (``unmerge_out`` / ``unmerge_in``); the unrecoverable rest
