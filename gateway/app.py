@@ -1,4 +1,6 @@
-"""The ASGI application: ``/graphql`` (a ``Route``), ``/healthz`` and ``/readyz``.
+"""The ASGI application: ``/graphql`` (a ``Route``), ``/healthz``, ``/readyz`` and the channel
+push endpoints ``/channels/{tenant}/{channel}/hooks/{name}`` (see :mod:`gateway.sync.webhooks`;
+those authenticate by the platform's signature, not by an API key).
 
 ``/graphql`` is mounted with :class:`~starlette.routing.Route`, not ``Mount``: a ``Mount`` answers
 ``POST /graphql`` with a 307 redirect to ``/graphql/``, which clients and load tools mishandle.
@@ -111,6 +113,11 @@ def create_app(
             current_principal.reset(token)
             await ctx.close()
 
+    async def channel_hook(request: Request) -> Response:
+        from gateway.sync.webhooks import handle
+
+        return await handle(hub, request)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -141,6 +148,11 @@ def create_app(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route(
+                "/channels/{tenant}/{channel}/hooks/{name}",
+                channel_hook,
+                methods=["GET", "POST"],
+            ),
             Route("/readyz", readyz, methods=["GET"]),
         ],
         lifespan=lifespan,

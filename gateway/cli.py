@@ -192,6 +192,132 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(args: argparse.Namespace) -> dict[str, Any]:
+    import json
+
+    config: dict[str, Any] = {}
+    if args.config:
+        try:
+            text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
+            loaded = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read --config {args.config}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise UsageError("--config must hold a JSON object")
+        config.update(loaded)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        config[key] = value
+    return config
+
+
+def cmd_channel_configure(args: argparse.Namespace) -> int:
+    settings = _settings()
+    config = _load_config(args)
+
+    async def go(db: Any) -> int:
+        from gateway.sync import connections
+        from gateway.sync.registry import default_registry
+
+        tenant = await _tenant(db, args.tenant)
+        async with db.tenant_tx(tenant.id) as tx:
+            conn = await connections.configure(
+                tx,
+                channel=args.channel,
+                connector=args.connector,
+                config=config,
+                registry=default_registry(),
+                master=settings.secret_key,
+                enabled=not args.disabled,
+            )
+        secrets = ", ".join(f"{k}={v}" for k, v in sorted(conn.secrets.items())) or "none"
+        print(f"configured {conn.channel} ({conn.connector}); secrets: {secrets}")
+        return 0
+
+    return _run(lambda: _with_db(go))
+
+
+def cmd_channel_list(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def go(db: Any) -> int:
+        from gateway.sync import connections
+
+        tenant = await _tenant(db, args.tenant)
+        async with db.tenant_tx(tenant.id, write=False) as tx:
+            rows = await connections.list_connections(tx, settings.secret_key)
+        for c in rows:
+            state = "enabled" if c.enabled else "disabled"
+            print(f"{c.channel}\t{c.connector}\t{state}\tupdated {c.updated_at.isoformat()}")
+        return 0
+
+    return _run(lambda: _with_db(go))
+
+
+def cmd_channel_check(args: argparse.Namespace) -> int:
+    settings = _settings()
+
+    async def go() -> int:
+        from gateway.hub import Hub
+        from gateway.sync.runner import SyncRunner
+
+        hub = Hub(settings)
+        try:
+            tenant = await _tenant(hub.db, args.tenant)
+            connector = await SyncRunner(hub).build(tenant.id, args.channel)
+            try:
+                result = await connector.check()
+            finally:
+                await connector.close()
+        finally:
+            await hub.close()
+        print(("ok: " if result.ok else "failed: ") + (result.message or ""))
+        return 0 if result.ok else 1
+
+    return _run(go)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Pull a channel; exit 0 when the run succeeded, 1 when it failed (bookmarks are kept)."""
+    settings = _settings()
+
+    async def go() -> int:
+        from gateway.hub import Hub
+        from gateway.sync.progress import ProgressBar
+        from gateway.sync.runner import SyncRunner
+
+        hub = Hub(settings)
+        try:
+            tenant = await _tenant(hub.db, args.tenant)
+            runner = SyncRunner(hub, batch_size=args.batch_size)
+            report = await runner.run(
+                tenant.id,
+                args.channel,
+                trigger="cli",
+                streams=args.stream or None,
+                progress=None if args.no_progress else ProgressBar(),
+            )
+        finally:
+            await hub.close()
+        totals = {"read": 0, "created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+        for st in report.streams.values():
+            for k in totals:
+                totals[k] += getattr(st, k)
+        summary = ", ".join(f"{v} {k}" for k, v in totals.items())
+        print(f"sync {report.run_id} {report.status}: {summary}")
+        for e in report.errors[:20]:
+            print(f"  {e['stream']} {e['key'] or ''}: {e['error']}", file=sys.stderr)
+        if report.error_count > 20:
+            print(f"  … {report.error_count - 20} more (see syncRuns)", file=sys.stderr)
+        if report.message:
+            print(f"error: {report.message}", file=sys.stderr)
+        return 0 if report.status == "succeeded" else 1
+
+    return _run(go)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -252,6 +378,33 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export-schema", help="print (or write) the GraphQL SDL")
     ex.add_argument("--output", help="write to this file instead of stdout")
     ex.set_defaults(fn=cmd_export_schema)
+
+    channel = sub.add_parser("channel", help="channel connections").add_subparsers(
+        dest="channel_command", required=True, metavar="action"
+    )
+    cc = channel.add_parser("configure", help="create or update a channel connection")
+    cc.add_argument("--tenant", required=True, help="tenant slug or id")
+    cc.add_argument("--channel", required=True, help="the tenant's name for it, e.g. tmall")
+    cc.add_argument("--connector", required=True, help="installed connector, e.g. tmall")
+    cc.add_argument("--config", help="JSON file with the configuration ('-' reads stdin)")
+    cc.add_argument("--set", action="append", metavar="KEY=VALUE", help="one config value")
+    cc.add_argument("--disabled", action="store_true", help="store it disabled")
+    cc.set_defaults(fn=cmd_channel_configure)
+    cl = channel.add_parser("list", help="list a tenant's channels (secrets never shown)")
+    cl.add_argument("--tenant", required=True)
+    cl.set_defaults(fn=cmd_channel_list)
+    ck = channel.add_parser("check", help="test a channel's credentials against the platform")
+    ck.add_argument("--tenant", required=True)
+    ck.add_argument("--channel", required=True)
+    ck.set_defaults(fn=cmd_channel_check)
+
+    sy = sub.add_parser("sync", help="pull a channel's members and orders (resumable)")
+    sy.add_argument("--tenant", required=True, help="tenant slug or id")
+    sy.add_argument("--channel", required=True)
+    sy.add_argument("--stream", action="append", help="only this stream (repeatable)")
+    sy.add_argument("--batch-size", type=int, default=500)
+    sy.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sy.set_defaults(fn=cmd_sync)
 
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
     demo.add_argument("--members", type=int, default=2000)

@@ -7,10 +7,12 @@ derived and how long a verified API key is trusted without asking the database a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway import identifiers
 from gateway.auth import authenticate
@@ -75,6 +77,8 @@ class Hub:
         self._rules = rules
         self.auth_cache = AuthCache()
         self._tenant_keys: dict[uuid.UUID, bytes] = {}
+        self._sync: Any = None
+        self.background: set[asyncio.Task[Any]] = set()
 
     @property
     def rules(self) -> RuleRegistry:
@@ -82,6 +86,20 @@ class Hub:
         if self._rules is None:
             self._rules = load_rules()
         return self._rules
+
+    @property
+    def sync(self) -> Any:
+        """The process's :class:`~gateway.sync.runner.SyncRunner` (connectors load on first use)."""
+        if self._sync is None:
+            from gateway.sync.runner import SyncRunner
+
+            self._sync = SyncRunner(self)
+        return self._sync
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task (a sync started over the API) until it ends."""
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def tenant_key(self, tenant_id: uuid.UUID) -> bytes:
         """The tenant's identifier-hashing key (derived, never stored; memoised per process)."""
@@ -103,4 +121,9 @@ class Hub:
         return principal
 
     async def close(self) -> None:
+        # A sync cut short by shutdown ends "failed" with its bookmarks kept; the next resumes.
+        for task in list(self.background):
+            task.cancel()
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
         await self.db.dispose()

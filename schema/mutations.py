@@ -46,6 +46,7 @@ from schema.inputs import (
 )
 from schema.loaders import peek
 from schema.relay import decode_id, global_id
+from schema.sync import SyncMutations
 from schema.types import Member, Merge, Order, PointsHold, PointsTransfer, then
 
 MAX_IDENTIFIERS = 50
@@ -317,7 +318,7 @@ def _merge_result(m: members.MergeInfo) -> Result:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(SyncMutations):
     @strawberry.mutation(
         description="Resolve a channel record to ONE member: no match creates one, one match "
         "attaches, several strong matches merge into the oldest. Scopes: admin, pos, connector."

@@ -25,6 +25,7 @@ from schema.relay import (
     decode_uuid_cursor,
     encode_cursor,
 )
+from schema.sync import SyncQueries
 from schema.types import (
     IdentifierKind,
     Member,
@@ -79,7 +80,7 @@ def _read_ctx(info: Info) -> RequestContext:
 
 
 @strawberry.type
-class Query:
+class Query(SyncQueries):
     @strawberry.field(
         description="Any object by its global id (Relay). Unknown, malformed or "
         "another tenant's ids give null."

@@ -43,7 +43,8 @@ class IdentifierInput:
 
     kind: str
     scope: str | None
-    value: str
+    # Hidden from repr: a logged identifier must not leak a phone number or platform id.
+    value: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -299,6 +299,62 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class ChannelConnection(SQLModel, table=True):
+    """A channel a tenant syncs: which connector, its (non-secret) config and its secrets.
+
+    ``channel`` is the tenant's own name for the connection (``tmall``, ``pos:sh``) — channels
+    are data. ``secrets`` is a Fernet token (see ``gateway.sync.secrets``); plaintext secrets
+    never reach the database, logs or the API.
+    """
+
+    __tablename__ = "channel_connection"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    channel: str = Field(primary_key=True, max_length=32)
+    connector: str = Field(max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secrets: str = Field(default="")
+    enabled: bool = Field(default=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class SyncState(SQLModel, table=True):
+    """A stream partition's bookmark, written in the same transaction as the data it covers."""
+
+    __tablename__ = "sync_state"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    channel: str = Field(primary_key=True, max_length=32)
+    stream: str = Field(primary_key=True, max_length=64)
+    partition: str = Field(primary_key=True, max_length=64)
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    run_id: uuid.UUID | None = Field(default=None)
+    updated_at: datetime = _ts()
+
+
+class SyncRun(SQLModel, table=True):
+    """One sync of one channel: what it read and applied, its errors, and how it ended.
+
+    ``status``: running → succeeded | failed | abandoned (a crashed run, found by its stale
+    ``heartbeat_at`` when the next one starts). ``until`` is the sync start: no bookmark of
+    this run passes it.
+    """
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_channel", "tenant_id", "channel", "started_at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    channel: str = Field(max_length=32)
+    connector: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    trigger: str = Field(max_length=16)
+    started_at: datetime = _ts()
+    until: datetime = _ts()
+    heartbeat_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    errors: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
 GLOBAL_TABLES = ("tenant",)
 TENANT_TABLES = tuple(
     t.name for t in SQLModel.metadata.sorted_tables if t.name not in GLOBAL_TABLES
