@@ -89,12 +89,17 @@ class Hub:
 
     @property
     def sync(self) -> Any:
-        """The process's :class:`~gateway.sync.runner.SyncRunner` (connectors load on first use)."""
+        """The process's :class:`~gateway.sync.runner.SyncRunner` (connectors load on first use;
+        embedders and tests may assign their own runner)."""
         if self._sync is None:
             from gateway.sync.runner import SyncRunner
 
             self._sync = SyncRunner(self)
         return self._sync
+
+    @sync.setter
+    def sync(self, runner: Any) -> None:
+        self._sync = runner
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a background task (a sync started over the API) until it ends."""

@@ -31,9 +31,10 @@ GLOBAL_SCOPE = "*"
 MAX_VALUE_LENGTH = 128
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _SCOPE = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,64}$")
-# Platform ids are opaque tokens; this set covers openids, unionids, ouids and card numbers
+# Platform ids are opaque tokens; this set covers openids, unionids, ouids, card numbers and
+# JD xids (which contain "*")
 # while refusing whitespace, quotes and control characters.
-_OPAQUE = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,128}$")
+_OPAQUE = re.compile(r"^[A-Za-z0-9_.:@/+=*-]{1,128}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 

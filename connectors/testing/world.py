@@ -32,22 +32,8 @@ _PRODUCTS = (
     ("GFT-BX-01", "节日礼盒", "gifts", 58800),
 )
 # Mobile prefixes libphonenumber accepts for mainland China (a random 1xx is often invalid).
-_MOBILE = tuple(f"13{d}" for d in range(10)) + (
-    "150",
-    "151",
-    "152",
-    "155",
-    "157",
-    "158",
-    "159",
-    "180",
-    "181",
-    "182",
-    "185",
-    "186",
-    "187",
-    "188",
-    "189",
+_MOBILE = tuple(f"13{d}" for d in range(10)) + tuple(
+    f"1{p}" for p in "50 51 52 55 57 58 59 80 81 82 85 86 87 88 89".split()
 )
 _STORES = ("SH001", "SH002", "HZ001", "BJ003")
 _GUIDES = ("G001", "G002", "G017", "G042", None)
@@ -253,7 +239,7 @@ class World:
         modified = min(modified, self.end - timedelta(seconds=1))
         order = WorldOrder(
             channel=channel,
-            external_id=f"{self._external_prefix(channel)}{self.seed:02d}{self._serial:010d}",
+            external_id=self._external_id(channel),
             person=person,
             created=created,
             modified=max(modified, created),
@@ -276,6 +262,13 @@ class World:
             order.modified = max(order.modified, at)
         self.orders[channel].append(order)
         return order
+
+    def _external_id(self, channel: str) -> str:
+        """Numeric on platforms whose ids are numbers (no leading zero), prefixed elsewhere."""
+        prefix = self._external_prefix(channel)
+        if not prefix:
+            return f"{self.seed % 9 + 1}{self._serial:011d}"
+        return f"{prefix}{self.seed:02d}{self._serial:010d}"
 
     @staticmethod
     def _external_prefix(channel: str) -> str:

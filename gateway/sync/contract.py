@@ -129,6 +129,11 @@ class Stream(abc.ABC):
 
     name: ClassVar[str]
     record_type: ClassVar[type[Record]]
+    """The stream's main record type (its primary key is the stream's)."""
+    record_types: ClassVar[tuple[type[Record], ...]] = ()
+    """Every record type the stream yields when it interleaves several (POS receipts: sales and
+    returns); empty means just ``record_type``. Within one safe point a stream yields records a
+    later one depends on after it (an order before its refund)."""
     replication_key: ClassVar[str | None] = "updated_at"
     """The record field the bookmark follows; ``None`` for full-refresh streams."""
 
@@ -138,6 +143,10 @@ class Stream(abc.ABC):
     @property
     def primary_key(self) -> str:
         return self.record_type.primary_key
+
+    @property
+    def yields(self) -> tuple[type[Record], ...]:
+        return self.record_types or (self.record_type,)
 
     def partitions(self) -> Sequence[str]:
         return ("default",)

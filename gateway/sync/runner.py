@@ -40,7 +40,7 @@ from gateway.storage.tables import SyncRun, SyncState
 from gateway.sync import connections
 from gateway.sync.apply import REJECTABLE, apply_records
 from gateway.sync.contract import Checkpoint, Connector, ConnectorContext, Partition
-from gateway.sync.errors import ConnectorError
+from gateway.sync.errors import ConfigError, ConnectorError
 from gateway.sync.http import PlatformHttp, RateLimiter, RetryPolicy
 from gateway.sync.push import ApplyOutcome
 from gateway.sync.records import Record, record_key
@@ -213,7 +213,10 @@ class SyncRunner:
         """A connector instance for a configured channel (secrets resolved, HTTP wired)."""
         master = self.hub.settings.secret_key
         async with self.hub.db.tenant_tx(tenant_id, write=False) as tx:
-            name, config = await connections.load_config(tx, channel, master)
+            try:
+                name, config = await connections.load_config(tx, channel, master)
+            except ConfigError as exc:
+                raise InvalidInput(str(exc), field="config") from exc
         cls = self.registry.get(name)
         if cls is None:
             raise InvalidInput(f"connector {name!r} is not installed", field="connector")
