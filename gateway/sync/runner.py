@@ -192,6 +192,7 @@ class SyncRunner:
         clock: Callable[[], datetime] | None = None,
         stale_after: timedelta = timedelta(minutes=2),
         heartbeat_every: float = 15.0,
+        rate_limit: float | None = None,
     ) -> None:
         self.hub = hub
         self._registry = registry
@@ -200,6 +201,9 @@ class SyncRunner:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every
+        # Requests/s for every connection; None: the connector's declared rate (or the
+        # connection's own ``rate_limit`` setting where its schema offers one).
+        self.rate_limit = rate_limit
 
     @property
     def registry(self) -> ConnectorRegistry:
@@ -220,7 +224,7 @@ class SyncRunner:
         cls = self.registry.get(name)
         if cls is None:
             raise InvalidInput(f"connector {name!r} is not installed", field="connector")
-        rate = float(config.get("rate_limit") or cls.rate_limit)
+        rate = float(self.rate_limit or config.get("rate_limit") or cls.rate_limit)
 
         async def save_secrets(updates: Mapping[str, str]) -> None:
             async with self.hub.db.tenant_tx(tenant_id) as tx:
