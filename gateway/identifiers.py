@@ -51,6 +51,10 @@ class IdentifierKind:
     pii: bool
     default_scope: str
     description: str
+    resolves: bool = True
+    """Whether the identifier may *find* a member. ``False`` for ids that are not the person's
+    own (a parcel receiver's phone): they are attached to whoever the rest of the record
+    resolves to, but never decide who that is."""
 
     @property
     def is_global(self) -> bool:
@@ -86,7 +90,9 @@ for _kind in (
     IdentifierKind("wechat_openid", False, False, "", "WeChat openid within one appid"),
     IdentifierKind("douyin_open_id", False, False, "", "Douyin open id within one app"),
     IdentifierKind("jd_open_id", False, False, "", "JD buyer open id within one shop"),
-    IdentifierKind("receiver_phone", False, True, "", "Parcel receiver phone (may be a gift)"),
+    IdentifierKind(
+        "receiver_phone", False, True, "", "Parcel receiver phone (may be a gift)", resolves=False
+    ),
 ):
     register_kind(_kind)
 
@@ -200,6 +206,12 @@ def normalise(kind: str, scope: str | None, raw_value: str, *, key: bytes) -> No
     # A connector-registered PII kind without a dedicated normaliser is still never shown whole.
     display = f"{value[:2]}***{value[-2:]}" if spec.pii else value
     return NormalisedIdentifier(kind, sc, value, display, spec.strong)
+
+
+def resolves(kind: str) -> bool:
+    """May this kind find a member (see :attr:`IdentifierKind.resolves`)?"""
+    k = KINDS.get(kind)
+    return k is not None and k.resolves
 
 
 def is_strong(kind: str) -> bool:

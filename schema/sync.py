@@ -61,7 +61,7 @@ class ConnectorInfo:
     )
     secret_fields: list[str] = strawberry.field(description="Configuration keys that are secrets.")
     webhooks: list[str] = strawberry.field(
-        description="Push endpoints: POST /channels/{tenant}/{channel}/hooks/{name}."
+        description="Push endpoints: /channels/{tenant}/{channel}/hooks/{name}."
     )
 
 

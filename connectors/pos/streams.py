@@ -68,10 +68,10 @@ class TicketsStream(Stream):
         self, partition: Partition, state: Mapping[str, Any] | None
     ) -> AsyncIterator[Record | Checkpoint]:
         conn = self.connector
-        default = partition.since
+        # The configured first store day (GMT+8 midnight) wins over the runner's generic horizon,
+        # which reads a date-only start_date in UTC and would skip that day's first 8 hours.
         horizon = conn.start_date()
-        if horizon is not None:
-            default = max(default, horizon)
+        default = horizon if horizon is not None else partition.since
         cursor = parse_cursor(state, default)
         end = partition.until
         if cursor >= end:

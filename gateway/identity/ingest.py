@@ -27,7 +27,7 @@ from sqlalchemy import and_, insert, select, text, tuple_, update
 from sqlalchemy.orm import aliased
 
 from gateway.errors import InvalidInput
-from gateway.identifiers import NormalisedIdentifier, normalise
+from gateway.identifiers import NormalisedIdentifier, normalise, resolves
 from gateway.identity.merge import merge
 from gateway.identity.model import (
     I,
@@ -145,6 +145,12 @@ async def ingest(
     now = check_aware(now, "now") if now is not None else utcnow()
     channel = check_channel(channel)
     idents = _normalise_all(identifiers, key)
+    if not any(resolves(n.kind) for n in idents):
+        raise InvalidInput(
+            "a record needs at least one identifier of the person itself "
+            "(a receiver's phone alone does not say who bought)",
+            field="identifiers",
+        )
     facts = profile_facts(profile, channel, now) if profile is not None else []
 
     if tx.is_postgres:
@@ -163,7 +169,8 @@ async def ingest(
         mid, created_at = owner
         if n.strong:
             strong.setdefault(mid, (created_at, []))[1].append(n.kind)
-        else:
+        elif resolves(n.kind):
+            # A receiver's phone (resolves=False) is attached, never used to pick the member.
             weak[mid] = created_at
 
     created = False

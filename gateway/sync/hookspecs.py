@@ -53,8 +53,9 @@ WebhookHandler = Callable[["Connector", WebhookRequest, "PushContext"], Awaitabl
 
 @dataclass(frozen=True)
 class Webhook:
-    """A push endpoint of a connector, served at
-    ``POST /channels/{tenant}/{channel}/hooks/{name}`` for every connection of ``connector``.
+    """A push endpoint of a connector, served at ``/channels/{tenant}/{channel}/hooks/{name}``
+    (GET and POST: some platforms verify the URL with a GET first) for every connection of
+    ``connector``.
 
     ``handler(connector, request, push)`` must verify the platform's signature with the
     connection's secrets *before* using the body, then hand records to ``push.apply`` and
