@@ -11,15 +11,37 @@ The pytest plugin (entry point ``pytest11``: ``memberhub_connectors``) adds the
 
 from connectors.testing.fake import ALL_FAULTS, FakePlatform, Faults
 from connectors.testing.harness import Harness
+from connectors.testing.kit import (
+    LENIENT,
+    STRICT,
+    STRICTNESS_ENV,
+    connector_suite,
+    default_world,
+    plugin_registry,
+    read_all,
+    read_partition,
+    record_schema,
+    resolve_strictness,
+)
 from connectors.testing.world import CHANNELS, Person, World, WorldOrder
 
 __all__ = [
     "ALL_FAULTS",
     "CHANNELS",
+    "LENIENT",
+    "STRICT",
+    "STRICTNESS_ENV",
     "FakePlatform",
     "Faults",
     "Harness",
     "Person",
     "World",
     "WorldOrder",
+    "connector_suite",
+    "default_world",
+    "plugin_registry",
+    "read_all",
+    "read_partition",
+    "record_schema",
+    "resolve_strictness",
 ]
