@@ -91,6 +91,17 @@ def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 # (b) installed through its entry point, run the partner's way -------------------------------
 
+# The kit's plugin loads through its pytest11 entry point once memberhub is installed; naming it
+# with -p as well would register it twice ("Plugin already registered").
+_PLUGIN_ARGS = (
+    []
+    if any(
+        ep.value == "connectors.testing.plugin"
+        for ep in __import__("importlib.metadata").metadata.entry_points(group="pytest11")
+    )
+    else ["-p", "connectors.testing.plugin"]
+)
+
 _PARTNER_RUN = """
 import sys
 from importlib.metadata import entry_points
@@ -313,7 +324,7 @@ def test_kit_catches_broken_connectors_and_honours_strictness(tmp_path: Path) ->
     ]
     run = subprocess.run(
         [
-            sys.executable, "-m", "pytest", *ids, "-p", "connectors.testing.plugin",
+            sys.executable, "-m", "pytest", *ids, *_PLUGIN_ARGS,
             "-p", "no:cacheprovider", "-q", "--connector-strictness=lenient",
             f"--junitxml={junit}",
         ],
