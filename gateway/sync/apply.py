@@ -26,6 +26,7 @@ from sqlalchemy import select
 from gateway import ledger, members, orders
 from gateway.commerce.model import ORD
 from gateway.errors import DomainError
+from gateway.identifiers import resolves
 from gateway.identity.model import IdentifierInput
 from gateway.rules.manager import RuleRegistry
 from gateway.storage.db import Tx
@@ -69,7 +70,9 @@ async def apply_order(
     now: datetime,
 ) -> ApplyOutcome:
     member_id = None
-    if rec.buyer:
+    # An order whose only buyer identifiers are not the buyer's own (a receiver's phone) is
+    # recorded without a member rather than inventing one.
+    if any(resolves(i.kind) for i in rec.buyer):
         member_id, _ = await _member(tx, channel, rec.buyer, rec.profile, key, now)
     inp = orders.OrderInput(
         channel=channel,
@@ -186,14 +189,24 @@ async def apply_records(
     rules: RuleRegistry | None = None,
     now: datetime | None = None,
     isolate: bool = False,
+    bulk: bool = True,
 ) -> list[ApplyOutcome]:
     """Apply ``records`` in order inside ``tx``.
 
     With ``isolate=False`` the first refused record raises (the caller rolls back and retries
     with ``isolate=True``); with ``isolate=True`` each record runs in a savepoint and a refused
-    one becomes a ``rejected`` outcome while the rest commit.
+    one becomes a ``rejected`` outcome while the rest commit. A non-isolated batch of at least
+    ``bulk.MIN_BATCH`` records goes through the set-based path of :mod:`gateway.sync.bulk` (same
+    result, a few statements per batch instead of per record); ``bulk=False`` turns that off.
     """
     now = now or utcnow()
+    if bulk and not isolate:
+        from gateway.sync import bulk as set_based
+
+        if len(records) >= set_based.MIN_BATCH:
+            return await set_based.apply_batch(
+                tx, records, channel=channel, key=key, rules=rules, now=now
+            )
     out: list[ApplyOutcome] = []
     for rec in records:
         if not isolate:
