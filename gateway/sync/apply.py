@@ -61,20 +61,9 @@ async def apply_member(
     return ApplyOutcome("member", rec.external_id, "created" if created else "updated", member_id)
 
 
-async def apply_order(
-    tx: Tx,
-    rec: OrderRecord,
-    channel: str,
-    key: bytes,
-    rules: RuleRegistry | None,
-    now: datetime,
-) -> ApplyOutcome:
-    member_id = None
-    # An order whose only buyer identifiers are not the buyer's own (a receiver's phone) is
-    # recorded without a member rather than inventing one.
-    if any(resolves(i.kind) for i in rec.buyer):
-        member_id, _ = await _member(tx, channel, rec.buyer, rec.profile, key, now)
-    inp = orders.OrderInput(
+def order_input(rec: OrderRecord, channel: str, member_id: uuid.UUID | None) -> orders.OrderInput:
+    """The core's order input for a canonical order record (shared with the batch path)."""
+    return orders.OrderInput(
         channel=channel,
         external_id=rec.external_id,
         member_id=member_id,
@@ -97,6 +86,22 @@ async def apply_order(
         placed_at=rec.placed_at,
         paid_at=rec.paid_at,
     )
+
+
+async def apply_order(
+    tx: Tx,
+    rec: OrderRecord,
+    channel: str,
+    key: bytes,
+    rules: RuleRegistry | None,
+    now: datetime,
+) -> ApplyOutcome:
+    member_id = None
+    # An order whose only buyer identifiers are not the buyer's own (a receiver's phone) is
+    # recorded without a member rather than inventing one.
+    if any(resolves(i.kind) for i in rec.buyer):
+        member_id, _ = await _member(tx, channel, rec.buyer, rec.profile, key, now)
+    inp = order_input(rec, channel, member_id)
     # A platform re-sending an older status (pages overlap, pushes race pulls) is not an error.
     result = await orders.record_order(tx, inp, on_backward="ignore", now=now, registry=rules)
     action = "created" if result.created else "updated" if result.status_changed else "unchanged"

@@ -45,7 +45,7 @@ from typing import Any
 from sqlalchemy import JSON, and_, bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql
 
-from gateway import ledger, orders
+from gateway import ledger
 from gateway.commerce.model import LINE, ORD, PAID_STATUSES, OrderInput, validate_order
 from gateway.commerce.record import paid_payload
 from gateway.events import E
@@ -131,31 +131,9 @@ def _prepare(
             idents = _normalise_all(rec.buyer, key, cache)
             if rec.profile is not None:
                 facts = profile_facts(rec.profile, channel, now)
-        inp = validate_order(
-            OrderInput(
-                channel=channel,
-                external_id=rec.external_id,
-                member_id=None,
-                status=rec.status,
-                lines=[
-                    orders.OrderLineInput(
-                        sku=line.sku,
-                        name=line.name,
-                        category=line.category,
-                        quantity=line.quantity,
-                        unit_price_fen=line.unit_price_fen,
-                        amount_fen=line.amount_fen,
-                    )
-                    for line in rec.lines
-                ],
-                total_fen=rec.total_fen,
-                paid_fen=rec.paid_fen,
-                store_code=rec.store_code,
-                guide_code=rec.guide_code,
-                placed_at=rec.placed_at,
-                paid_at=rec.paid_at,
-            )
-        )
+        from gateway.sync.apply import order_input  # apply imports this module lazily
+
+        inp = validate_order(order_input(rec, channel, None))
     except Exception:
         return None
     return _Prep(rec, idents, facts, inp)
