@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connectors.jd.mapping import format_time
 from connectors.jd.signing import PARAM_JSON, param_json, sign
+from connectors.wire import format_time
 from gateway.sync.errors import (
     AuthFailed,
     PlatformError,

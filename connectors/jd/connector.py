@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from connectors.jd.client import JdClient
-from connectors.jd.mapping import format_time
 from connectors.jd.streams import OrdersStream, RefundsStream
+from connectors.wire import format_time
 from gateway.identifiers import IdentifierKind
 from gateway.sync.contract import CheckResult, Connector, Stream
 from gateway.sync.errors import ConnectorError

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.jd.mapping import CST, TIME_FORMAT, format_time
 from connectors.jd.signing import PARAM_JSON, verify
 from connectors.testing.fake import FakePlatform
 from connectors.testing.world import Person, WorldOrder
+from connectors.wire import CST, TIME_FORMAT, format_time
 
 ROUTER = "/routerjson"
 SKEW = timedelta(minutes=6)

@@ -10,18 +10,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
+from connectors import wire
+from connectors.wire import plain_mobile
 from gateway.sync.errors import PlatformError
 from gateway.sync.records import Identifier, OrderLineRecord, OrderRecord, RefundRecord
-
-CST = timezone(timedelta(hours=8), "GMT+8")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 # JOS order states (``order_state`` enum, §2.2) → canonical status. JD only lists orders the
 # buyer has paid (or cancelled); there is no "awaiting payment" state in this API.
@@ -44,41 +40,15 @@ ORDER_STATES = ",".join(STATUS)
 REFUND_DONE = frozenset({"1", "3", "5", "6", "9"})
 
 
-def format_time(value: datetime) -> str:
-    """An aware instant as JOS wants it: ``yyyy-MM-dd HH:mm:ss`` in GMT+8 (seconds floored)."""
-    if value.tzinfo is None:
-        raise ValueError("format_time needs an aware datetime")
-    return value.astimezone(CST).strftime(TIME_FORMAT)
-
-
 def parse_time(value: Any) -> datetime | None:
-    """``"2026-10-01 08:00:00"`` (GMT+8) → aware datetime; empty / ``0001-…`` → ``None``."""
-    if not value or not isinstance(value, str) or value.startswith("0001-"):
+    """JOS time (GMT+8) → aware datetime; empty / ``0001-…`` (JD's "no time") → ``None``."""
+    if isinstance(value, str) and value.startswith("0001-"):
         return None
-    try:
-        return datetime.strptime(value[:19], TIME_FORMAT).replace(tzinfo=CST)
-    except ValueError as exc:
-        raise PlatformError(f"JD sent an unreadable time {value!r}") from exc
+    return wire.parse_time(value, "JD")
 
 
 def yuan_to_fen(value: Any) -> int:
-    """``"168.00"`` → ``16800`` exactly (no float); empty → 0."""
-    if value in (None, ""):
-        return 0
-    try:
-        fen = Decimal(str(value)) * 100
-    except InvalidOperation as exc:
-        raise PlatformError(f"JD sent an unreadable amount {value!r}") from exc
-    if fen != fen.to_integral_value():
-        raise PlatformError(f"JD amount {value!r} has fractions of a fen")
-    return int(fen)
-
-
-def plain_mobile(value: Any) -> str | None:
-    """A plaintext mainland mobile, or ``None`` for masked / encrypted / empty values."""
-    if isinstance(value, str) and _MOBILE.match(value.strip()):
-        return value.strip()
-    return None
+    return wire.yuan_to_fen(value, "JD")
 
 
 def buyer_identifiers(info: Mapping[str, Any], vender_id: str, channel: str) -> tuple[Any, ...]:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from connectors.wire import format_time
 from connectors.youzan.client import YouzanClient
-from connectors.youzan.mapping import format_time
 from connectors.youzan.streams import OrdersStream, RefundsStream
 from gateway.identifiers import IdentifierKind
 from gateway.sync.contract import CheckResult, Connector, Stream

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from connectors.testing.fake import FakePlatform
 from connectors.testing.world import WorldOrder
-from connectors.youzan.mapping import CST, TIME_FORMAT, format_time
+from connectors.wire import CST, TIME_FORMAT, format_time
 
 KDT_ID = "44088123"
 

@@ -13,18 +13,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
+from connectors import wire
+from connectors.wire import plain_mobile
 from gateway.sync.errors import PlatformError
 from gateway.sync.records import Identifier, OrderLineRecord, OrderRecord, RefundRecord
-
-CST = timezone(timedelta(hours=8), "GMT+8")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 STATUS = {
     "WAIT_BUYER_PAY": "created",
@@ -38,37 +34,12 @@ STATUS = {
 NO_REFUND = 0
 
 
-def format_time(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("format_time needs an aware datetime")
-    return value.astimezone(CST).strftime(TIME_FORMAT)
-
-
 def parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value[:19], TIME_FORMAT).replace(tzinfo=CST)
-    except ValueError as exc:
-        raise PlatformError(f"Youzan sent an unreadable time {value!r}") from exc
+    return wire.parse_time(value, "Youzan")
 
 
 def yuan_to_fen(value: Any) -> int:
-    if value in (None, ""):
-        return 0
-    try:
-        fen = Decimal(str(value)) * 100
-    except InvalidOperation as exc:
-        raise PlatformError(f"Youzan sent an unreadable amount {value!r}") from exc
-    if fen != fen.to_integral_value():
-        raise PlatformError(f"Youzan amount {value!r} has fractions of a fen")
-    return int(fen)
-
-
-def plain_mobile(value: Any) -> str | None:
-    if isinstance(value, str) and _MOBILE.match(value.strip()):
-        return value.strip()
-    return None
+    return wire.yuan_to_fen(value, "Youzan")
 
 
 def canonical_status(order_info: Mapping[str, Any]) -> str:

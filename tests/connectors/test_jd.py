@@ -19,10 +19,11 @@ from connectors.jd.client import raise_for_error, retry_after_seconds
 from connectors.jd.connector import JdConnector
 from connectors.jd.fake import JdFake, receiver_in_clear, refund_id_of, xid_of
 from connectors.jd.harness import VENDER_ID, JdHarness
-from connectors.jd.mapping import CST, order_record, parse_time, yuan_to_fen
+from connectors.jd.mapping import order_record, parse_time, yuan_to_fen
 from connectors.jd.signing import param_json, sign, signed_string, verify
 from connectors.testing.fake import ALL_FAULTS, Faults
 from connectors.testing.world import World
+from connectors.wire import CST
 from gateway.identifiers import register_kind
 from gateway.sync import (
     Checkpoint,
