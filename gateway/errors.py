@@ -67,3 +67,27 @@ class InvalidTransition(DomainError):
 
 class PermissionDenied(DomainError):
     code = "PERMISSION_DENIED"
+
+
+class ConfigInvalid(DomainError):
+    """A tenant rule config failed validation; ``problems`` lists every ``(path, message)`` and
+    nothing was saved."""
+
+    code = "CONFIG_INVALID"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        first = "; ".join(f"{p}: {m}" for p, m in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        super().__init__(f"invalid rule config — {first}{more}", problems=problems)
+        self.problems = problems
+
+
+class NotEligible(DomainError):
+    """The member may not do this (exchange not offered to their tier, limit reached, out of
+    stock, outside the validity window); ``reason`` is a stable code, the message says why."""
+
+    code = "NOT_ELIGIBLE"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason

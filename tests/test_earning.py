@@ -69,10 +69,12 @@ async def test_plugin_is_discovered_through_entry_points() -> None:
         T0,
         {"paid_fen": 12_399, "channel": "jd", "external_id": "J1"},
     )
-    intents = rs.evaluate(snap, event)
+    intents = rs.evaluate(snap, event, {})
     assert [(i.account, i.amount) for i in intents] == [("points", 123), ("growth", 123)]
     assert intents[0].reason == "1 point per yuan on order jd:J1"
-    assert rs.evaluate(snap, EventView(event.id, "order.refunded", snap.member_id, T0, {})) == []
+    assert (
+        rs.evaluate(snap, EventView(event.id, "order.refunded", snap.member_id, T0, {}), {}) == []
+    )
     with pytest.raises(TypeError):
         snap.balances["points"] = 1  # type: ignore[index]
 
@@ -132,7 +134,7 @@ async def test_member_attached_later_or_rule_disabled(db: Database, tenant: Tena
 class _DoubleIntent:
     name, slot, version = "buggy", "earning", "1"
 
-    def evaluate(self, snapshot: MemberSnapshot, event: EventView) -> list[Intent]:
+    def evaluate(self, snapshot: MemberSnapshot, event: EventView, config: Any) -> list[Intent]:
         return [Intent("points", 1, "a", "buggy"), Intent("points", 2, "b", "buggy")]
 
 

@@ -39,7 +39,7 @@ from gateway.events import record_event
 from gateway.identity.model import check_aware
 from gateway.identity.reads import resolve
 from gateway.ids import derived_id, uuid7
-from gateway.rules.earning import apply_event
+from gateway.rules.engine import process_event
 from gateway.rules.hookspecs import EventView
 from gateway.rules.manager import RuleRegistry
 from gateway.sql import upsert_insert
@@ -261,7 +261,7 @@ async def _earn_if_paid(
     if not inserted:
         return []
     event = EventView(event_id, "order.paid", row.member_id, occurred_at, payload)
-    await apply_event(tx, event, registry, now=now)
+    await process_event(tx, event, registry, now=now)
     return [event_id]
 
 

@@ -36,6 +36,7 @@ from gateway.events import record_event
 from gateway.identity.model import check_aware
 from gateway.identity.reads import resolve
 from gateway.ids import derived_id
+from gateway.rules.engine import add_growth_fact
 from gateway.storage.db import Tx
 from gateway.storage.types import utcnow
 
@@ -60,6 +61,7 @@ async def _reverse(
     refunded_total: int,
     earlier: list[Any],
     now: datetime,
+    registry: Any = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     member_id = await resolve(tx, order.member_id, lock=True)
     if member_id is None:
@@ -91,7 +93,22 @@ async def _reverse(
         )
         reversed_[account] = -result.amount
         shortfall[account] = result.shortfall
+        if account == "growth" and await _tiers_configured(tx, registry):
+            # Tier periods count growth in business time, and a refund undoes the purchase: its
+            # negative fact is dated at the payment, so it leaves a sliding window together
+            # with the growth it cancels (never at an instant no event marks).
+            fact_id = derived_id(tx.tenant_id, "refund", order.id, refund_id, "growth-fact")
+            at = order.paid_at or now
+            await add_growth_fact(tx, fact_id, member_id, -due, at, "refund")
     return reversed_, shortfall
+
+
+async def _tiers_configured(tx: Tx, registry: Any) -> bool:
+    from gateway.rules.config import active
+    from gateway.rules.manager import default_registry
+
+    cfg, _ = await active(tx, registry if registry is not None else default_registry())
+    return cfg.tier_policy is not None
 
 
 async def refund_order(
@@ -102,6 +119,7 @@ async def refund_order(
     amount_fen: int,
     reason: str | None = None,
     now: datetime | None = None,
+    registry: Any = None,
 ) -> RefundResult:
     """Record a refund of ``amount_fen`` (≤ paid − refunded) and reverse its share of earnings."""
     now = check_aware(now, "now") if now is not None else utcnow()
@@ -153,7 +171,9 @@ async def refund_order(
     reversed_: dict[str, int] = {}
     shortfall: dict[str, int] = {}
     if order.member_id is not None:
-        reversed_, shortfall = await _reverse(tx, order, refund_id, refunded_total, refunds, now)
+        reversed_, shortfall = await _reverse(
+            tx, order, refund_id, refunded_total, refunds, now, registry
+        )
     await tx.conn.execute(
         insert(REF).values(
             tenant_id=t,

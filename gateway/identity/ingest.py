@@ -140,8 +140,12 @@ async def ingest(
     profile: ProfileInput | None = None,
     key: bytes,
     now: datetime | None = None,
+    rules: Any = None,
 ) -> IngestResult:
-    """Resolve a channel record to one member, creating or merging as ONE ID requires."""
+    """Resolve a channel record to one member, creating or merging as ONE ID requires.
+
+    A new member gets a ``member.joined`` event run through the tenant's rules (``rules``: the
+    rule registry, default the installed plugins)."""
     now = check_aware(now, "now") if now is not None else utcnow()
     channel = check_channel(channel)
     idents = _normalise_all(identifiers, key)
@@ -237,4 +241,10 @@ async def ingest(
             .where(M.c.tenant_id == tx.tenant_id, M.c.id == member_id)
             .values(updated_at=now)
         )
+    if created:
+        # Join gifts and entry tiers: the rule engine reacts to member.joined (recorded only for
+        # tenants whose rules react to members; imported late — rules build on identity).
+        from gateway.rules.engine import member_joined
+
+        await member_joined(tx, member_id, channel=channel, at=now, registry=rules)
     return IngestResult(member_id, created, merged_ids, attached)

@@ -43,6 +43,8 @@ class Tenant(SQLModel, table=True):
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     currency: str = Field(default="CNY", max_length=3)
     enabled_rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The active ``rule_config`` version (None: never configured → legacy ``enabled_rules``).
+    rules_version: int | None = Field(default=None, nullable=True)
     created_at: datetime = _ts()
 
 
@@ -353,6 +355,175 @@ class SyncRun(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)
     stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     errors: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class RuleConfigVersion(SQLModel, table=True):
+    """One immutable version of a tenant's rule config, with who saved it and why (the audit).
+    ``tenant.rules_version`` points at the active one."""
+
+    __tablename__ = "rule_config"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    digest: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    comment: str = Field(default="", max_length=500)
+
+
+class MemberTier(SQLModel, table=True):
+    """A member's tier state: the natural tier (by policy), its qualifying period, and an
+    optional manual override (effective until ``override_until``)."""
+
+    __tablename__ = "member_tier"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    tier: str = Field(max_length=32)
+    since: datetime = _ts()
+    period_start: datetime = _ts()
+    period_end: datetime = _ts()
+    override: str | None = Field(default=None, max_length=32, nullable=True)
+    override_until: datetime | None = _ts(nullable=True)
+    override_reason: str | None = Field(default=None, max_length=200, nullable=True)
+    evaluated_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class TierHistory(SQLModel, table=True):
+    """Every tier change and keep-level review (append-only). ``id`` is derived from what caused
+    it, so a replayed event or a re-run job records nothing twice."""
+
+    __tablename__ = "tier_history"
+    __table_args__ = (Index("ix_tier_history_member", "tenant_id", "member_id", "at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    change: str = Field(max_length=24)
+    from_tier: str | None = Field(default=None, max_length=32, nullable=True)
+    to_tier: str = Field(max_length=32)
+    natural: str = Field(max_length=32)
+    reason: str = Field(max_length=300)
+    rule: str = Field(max_length=64)
+    growth: int = Field(default=0, sa_type=BigInteger)
+    actor: str | None = Field(default=None, max_length=200, nullable=True)
+    at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
+class GrowthFact(SQLModel, table=True):
+    """Growth value in business time (when the purchase or task happened), for tier periods.
+
+    The ledger's ``growth`` account is the balance; this is the same movements stamped with the
+    event's ``occurred_at`` (a year of orders synced in one afternoon still counts as that year).
+    Facts stay on the member that earned them; a merged survivor's facts include its losers'.
+    """
+
+    __tablename__ = "growth_fact"
+    __table_args__ = (Index("ix_growth_fact_member", "tenant_id", "member_id", "occurred_at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    amount: int = Field(sa_type=BigInteger)
+    occurred_at: datetime = _ts()
+    source: str = Field(max_length=64)
+
+
+class TaskProgress(SQLModel, table=True):
+    """A member's progress on one task (counters per day/period/lifetime, streak, categories)."""
+
+    __tablename__ = "task_progress"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    task: str = Field(primary_key=True, max_length=64)
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts()
+
+
+class TaskCompletion(SQLModel, table=True):
+    """One paid completion; ``id`` = uuid5(tenant, member, task, occurrence) makes it once-only."""
+
+    __tablename__ = "task_completion"
+    __table_args__ = (Index("ix_task_completion_member", "tenant_id", "member_id", "at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    task: str = Field(max_length=64)
+    rule: str = Field(max_length=64)
+    occurrence: str = Field(max_length=128)
+    event_id: uuid.UUID
+    points: int = Field(default=0, sa_type=BigInteger)
+    growth: int = Field(default=0, sa_type=BigInteger)
+    reason: str = Field(max_length=200)
+    at: datetime = _ts()
+
+
+class MemberGrant(SQLModel, table=True):
+    """A reward granted to a member by a rule or bought in the points mall (coupon, gift, …),
+    waiting for (or done with) fulfilment by the system that owns the reward kind."""
+
+    __tablename__ = "member_grant"
+    __table_args__ = (Index("ix_member_grant_member", "tenant_id", "member_id", "created_at"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    kind: str = Field(max_length=32)
+    code: str = Field(max_length=64)
+    quantity: int = Field(default=1)
+    rule: str = Field(max_length=64)
+    reason: str = Field(max_length=300)
+    source: str = Field(max_length=128)
+    status: str = Field(default="issued", max_length=16)  # issued | fulfilled | cancelled
+    created_at: datetime = _ts()
+
+
+class MallStock(SQLModel, table=True):
+    """Units of a reward taken (held or sold). Available = the catalog's ``stock`` − ``taken``;
+    ``UPDATE … SET taken = taken + n WHERE taken + n <= stock`` is the no-oversell guard."""
+
+    __tablename__ = "mall_stock"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    reward: str = Field(primary_key=True, max_length=64)
+    taken: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _ts()
+
+
+class MallRedemption(SQLModel, table=True):
+    """One exchange in the points mall.
+
+    ``status``: ``awaiting_payment`` (points held, stock taken, cash part unpaid) → ``completed``
+    (points captured, grant issued) | ``cancelled`` | ``expired`` (hold released, stock back).
+    All-points exchanges complete at once.
+    """
+
+    __tablename__ = "mall_redemption"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idem_key", name="uq_mall_redemption_key"),
+        Index("ix_mall_redemption_member", "tenant_id", "member_id", "reward", "created_at"),
+        Index("ix_mall_redemption_due", "tenant_id", "status", "expires_at"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID
+    reward: str = Field(max_length=64)
+    # What was sold, as the catalog said at the time (the grant on payment uses it even if the
+    # reward has left the catalog since).
+    kind: str = Field(max_length=32)
+    item: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    mode: str = Field(max_length=16)
+    quantity: int = Field(default=1)
+    points: int = Field(default=0, sa_type=BigInteger)
+    cash_fen: int = Field(default=0, sa_type=BigInteger)
+    status: str = Field(max_length=24)
+    hold_id: uuid.UUID | None = Field(default=None, nullable=True)
+    payment_ref: str | None = Field(default=None, max_length=128, nullable=True)
+    idem_key: str = Field(max_length=128)
+    request_hash: str = Field(max_length=64)
+    period: str = Field(max_length=16)
+    created_at: datetime = _ts()
+    expires_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime | None = _ts(nullable=True)
+    note: str | None = Field(default=None, max_length=200, nullable=True)  # why cancelled/expired
 
 
 GLOBAL_TABLES = ("tenant",)

@@ -46,18 +46,35 @@ REJECTABLE = (DomainError, RecordError)
 
 
 async def _member(
-    tx: Tx, channel: str, idents: Sequence[IdentifierInput], profile: Any, key: bytes, now: datetime
+    tx: Tx,
+    channel: str,
+    idents: Sequence[IdentifierInput],
+    profile: Any,
+    key: bytes,
+    now: datetime,
+    rules: RuleRegistry | None = None,
 ) -> tuple[uuid.UUID, bool]:
     result = await members.ingest(
-        tx, channel=channel, identifiers=list(idents), profile=profile, key=key, now=now
+        tx,
+        channel=channel,
+        identifiers=list(idents),
+        profile=profile,
+        key=key,
+        now=now,
+        rules=rules,
     )
     return result.member_id, result.created
 
 
 async def apply_member(
-    tx: Tx, rec: MemberRecord, channel: str, key: bytes, now: datetime
+    tx: Tx,
+    rec: MemberRecord,
+    channel: str,
+    key: bytes,
+    now: datetime,
+    rules: RuleRegistry | None = None,
 ) -> ApplyOutcome:
-    member_id, created = await _member(tx, channel, rec.identifiers, rec.profile, key, now)
+    member_id, created = await _member(tx, channel, rec.identifiers, rec.profile, key, now, rules)
     return ApplyOutcome("member", rec.external_id, "created" if created else "updated", member_id)
 
 
@@ -100,7 +117,7 @@ async def apply_order(
     # An order whose only buyer identifiers are not the buyer's own (a receiver's phone) is
     # recorded without a member rather than inventing one.
     if any(resolves(i.kind) for i in rec.buyer):
-        member_id, _ = await _member(tx, channel, rec.buyer, rec.profile, key, now)
+        member_id, _ = await _member(tx, channel, rec.buyer, rec.profile, key, now, rules)
     inp = order_input(rec, channel, member_id)
     # A platform re-sending an older status (pages overlap, pushes race pulls) is not an error.
     result = await orders.record_order(tx, inp, on_backward="ignore", now=now, registry=rules)
@@ -120,7 +137,9 @@ async def order_id_for(tx: Tx, channel: str, external_id: str) -> uuid.UUID | No
     ).scalar()
 
 
-async def apply_refund(tx: Tx, rec: RefundRecord, channel: str, now: datetime) -> ApplyOutcome:
+async def apply_refund(
+    tx: Tx, rec: RefundRecord, channel: str, now: datetime, rules: RuleRegistry | None = None
+) -> ApplyOutcome:
     order_id = await order_id_for(tx, channel, rec.order_external_id)
     if order_id is None:
         return ApplyOutcome(
@@ -136,6 +155,7 @@ async def apply_refund(tx: Tx, rec: RefundRecord, channel: str, now: datetime) -
         amount_fen=rec.amount_fen,
         reason=rec.reason,
         now=now,
+        registry=rules,
     )
     return ApplyOutcome("refund", rec.refund_id, "unchanged" if result.replayed else "created")
 
@@ -177,9 +197,9 @@ async def apply_one(
     if isinstance(rec, OrderRecord):
         return await apply_order(tx, rec, channel, key, rules, now)
     if isinstance(rec, MemberRecord):
-        return await apply_member(tx, rec, channel, key, now)
+        return await apply_member(tx, rec, channel, key, now, rules)
     if isinstance(rec, RefundRecord):
-        return await apply_refund(tx, rec, channel, now)
+        return await apply_refund(tx, rec, channel, now, rules)
     if isinstance(rec, PointsEventRecord):
         return await apply_points(tx, rec, channel, key, now)
     raise RecordError(f"not a canonical record: {type(rec).__name__}")

@@ -56,8 +56,9 @@ from gateway.identity.profile import Fact, column_value, load_facts, profile_fac
 from gateway.ids import derived_id, uuid7
 from gateway.ledger import validation as v
 from gateway.ledger.store import B, T
-from gateway.rules.earning import _check, _rule_sets, _tenant_rules
-from gateway.rules.hookspecs import EventView, MemberSnapshot
+from gateway.rules import config as rule_config
+from gateway.rules.engine import _checked
+from gateway.rules.hookspecs import EventView, Intent, MemberSnapshot
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.sql import in_ids, upsert_insert
 from gateway.storage.db import Tx
@@ -163,8 +164,17 @@ async def apply_batch(
                 preps[j] = None
             existing.add(p.inp.external_id)
     registry = rules if rules is not None else default_registry()
-    enabled, timezone = await _tenant_rules(tx)
-    rule_sets = _rule_sets(registry, enabled)
+    cfg, timezone = await rule_config.active(tx, registry)
+    if not cfg.bulk_safe:
+        # Tiers, tasks, benefits or expiry rules run in the rule engine, record by record.
+        return [
+            await apply_one(tx, r, channel=channel, key=key, rules=rules, now=now) for r in records
+        ]
+    rule_sets = [
+        (rs, dict(e.config))
+        for e in cfg.slot("earning")
+        if (rs := registry.get(e.rule)) is not None
+    ]
     out: list[ApplyOutcome] = []
     i = 0
     while i < len(records):
@@ -307,8 +317,12 @@ def _plan_record(
             snapshot = MemberSnapshot(
                 member_id, now if created else created_at[member_id], mine, timezone
             )
-            for rs in rule_sets:
-                for intent in _check(rs, rs.evaluate(snapshot, event)):
+            for rs, conf in rule_sets:
+                got = rs.evaluate(snapshot, event, conf)
+                for planned in _checked(rs.name, "earning", got, None):
+                    intent = planned.outcome
+                    if not isinstance(intent, Intent):
+                        raise _Unusual  # a grant: the rule engine records it
                     credits.append(
                         _credit_row(tx, rs.name, intent, event_id, order_id, member_id, now)
                     )

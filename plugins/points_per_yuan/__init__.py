@@ -11,6 +11,8 @@ yields the same intents, and the gateway's idempotency keys make the ledger writ
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from gateway.rules.hookspecs import EventView, Intent, MemberSnapshot, RuleSet, hookimpl
 
 NAME = "points_per_yuan"
@@ -22,8 +24,12 @@ class PointsPerYuan:
     name = NAME
     slot = "earning"
     version = "1"
+    description = "1 point and 1 growth per whole yuan paid (no config)."
+    config_schema: ClassVar[dict[str, object]] = {"type": "object", "additionalProperties": False}
 
-    def evaluate(self, snapshot: MemberSnapshot, event: EventView) -> list[Intent]:
+    def evaluate(
+        self, snapshot: MemberSnapshot, event: EventView, config: dict[str, object]
+    ) -> list[Intent]:
         if event.type != "order.paid":
             return []
         paid_fen = event.payload.get("paid_fen")
