@@ -1,6 +1,7 @@
 """The ASGI application: ``/graphql`` (a ``Route``), ``/healthz``, ``/readyz`` and the channel
 push endpoints ``/channels/{tenant}/{channel}/hooks/{name}`` (see :mod:`gateway.sync.webhooks`;
-those authenticate by the platform's signature, not by an API key).
+those authenticate by the platform's signature, not by an API key) and the points mall's payment
+callback ``/mall/{tenant}/payments`` (:mod:`gateway.mall.payments`, signed per tenant).
 
 ``/graphql`` is mounted with :class:`~starlette.routing.Route`, not ``Mount``: a ``Mount`` answers
 ``POST /graphql`` with a 307 redirect to ``/graphql/``, which clients and load tools mishandle.
@@ -118,6 +119,11 @@ def create_app(
 
         return await handle(hub, request)
 
+    async def mall_payment(request: Request) -> Response:
+        from gateway.mall.payments import handle as handle_payment
+
+        return await handle_payment(hub, request)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -154,6 +160,7 @@ def create_app(
                 methods=["GET", "POST"],
             ),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/mall/{tenant}/payments", mall_payment, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
