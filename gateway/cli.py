@@ -180,6 +180,41 @@ def cmd_ledger_expire(args: argparse.Namespace) -> int:
     return _run(lambda: _with_db(go))
 
 
+def cmd_mall_expire(args: argparse.Namespace) -> int:
+    """Expire points-mall redemptions whose payment window passed (stock and points back)."""
+    from gateway.mall import service as mall
+
+    now = _parse_now(args.now)
+
+    async def go(db: Any) -> int:
+        for t in await _tenants(db, args.tenant):
+            async with db.tenant_tx(t.id) as tx:
+                n = await mall.expire_due(tx, now=now)
+            print(f"{t.slug}\tredemptions expired {n}")
+        return 0
+
+    return _run(lambda: _with_db(go))
+
+
+def cmd_mall_payment_key(args: argparse.Namespace) -> int:
+    """Print the tenant's payment-callback key (hex) for the brand's payment service."""
+    from gateway.mall.payments import payment_key
+
+    settings = _settings()
+
+    async def go(db: Any) -> int:
+        tenant = await _tenant(db, args.tenant)
+        print(
+            f"payment callback key for {tenant.slug}: sign POST /mall/{tenant.slug}/payments "
+            "with X-Memberhub-Signature (see gateway/README.md, 'The points mall')",
+            file=sys.stderr,
+        )
+        print(payment_key(settings.secret_key, tenant.id).hex())
+        return 0
+
+    return _run(lambda: _with_db(go))
+
+
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from schema import sdl
 
@@ -375,6 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--now", help="ISO-8601 instant with offset (default: now)")
     le.set_defaults(fn=cmd_ledger_expire)
 
+    mall = sub.add_parser("mall", help="points mall maintenance").add_subparsers(
+        dest="mall_command", required=True, metavar="action"
+    )
+    me = mall.add_parser("expire", help="expire redemptions whose payment window passed")
+    me.add_argument("--tenant", help="one tenant (default: all)")
+    me.add_argument("--now", help="ISO-8601 instant with offset (default: now)")
+    me.set_defaults(fn=cmd_mall_expire)
+    mk = mall.add_parser("payment-key", help="print a tenant's payment-callback key (hex)")
+    mk.add_argument("--tenant", required=True, help="tenant slug or id")
+    mk.set_defaults(fn=cmd_mall_payment_key)
+
     ex = sub.add_parser("export-schema", help="print (or write) the GraphQL SDL")
     ex.add_argument("--output", help="write to this file instead of stdout")
     ex.set_defaults(fn=cmd_export_schema)
@@ -405,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--batch-size", type=int, default=500)
     sy.add_argument("--no-progress", action="store_true", help="no progress bar")
     sy.set_defaults(fn=cmd_sync)
+
+    from gateway.cli_rules import add_commands as add_rules_commands
+
+    add_rules_commands(sub)
 
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
     demo.add_argument("--members", type=int, default=2000)
