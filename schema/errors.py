@@ -66,6 +66,36 @@ class PermissionDeniedError(Error):
     pass
 
 
+@strawberry.type(description="One problem found in a rule config document.")
+class ConfigProblem:
+    path: str = strawberry.field(
+        description="Where in the document, e.g. `earning[0].config.points_per_yuan`, "
+        "`mall.rewards[2].options.cash` or `$` for the whole document."
+    )
+    message: str = strawberry.field(description="What is wrong there (English).")
+
+
+@strawberry.type(
+    description="The rule config failed validation; `problems` lists every problem and "
+    "nothing was saved."
+)
+class ConfigInvalidError(Error):
+    problems: list[ConfigProblem] = strawberry.field(
+        description="Every problem found, in document order."
+    )
+
+
+@strawberry.type(
+    description="The member may not do this now: the reward is not offered to their tier, a "
+    "limit is reached, it is out of stock or outside its validity window."
+)
+class NotEligibleError(Error):
+    reason: str = strawberry.field(
+        description="Stable reason code, e.g. OUT_OF_STOCK, NOT_STARTED, ENDED, "
+        "TIER_NOT_ALLOWED, MEMBER_LIMIT, PERIOD_LIMIT, RULE."
+    )
+
+
 ERROR_TYPES = (
     NotFoundError,
     InvalidInputError,
@@ -74,6 +104,8 @@ ERROR_TYPES = (
     HoldNotActiveError,
     InvalidTransitionError,
     PermissionDeniedError,
+    ConfigInvalidError,
+    NotEligibleError,
 )
 
 _CAMEL_CACHE: dict[str, str] = {}
@@ -110,4 +142,12 @@ def to_graphql_error(exc: domain.DomainError) -> Error:
         return InvalidTransitionError(message=msg, code=code)
     if isinstance(exc, domain.PermissionDenied):
         return PermissionDeniedError(message=msg, code=code)
+    if isinstance(exc, domain.ConfigInvalid):
+        return ConfigInvalidError(
+            message=msg,
+            code=code,
+            problems=[ConfigProblem(path=p, message=m) for p, m in exc.problems],
+        )
+    if isinstance(exc, domain.NotEligible):
+        return NotEligibleError(message=msg, code=code, reason=exc.reason)
     return InvalidInputError(message=msg, code=code, field=None)

@@ -88,6 +88,16 @@ class Loaders:
         self._balances: dict[int, DataLoader[uuid.UUID, list[BalanceView]]] = {}
         self._latest: dict[int, DataLoader[uuid.UUID, list[Any]]] = {}
         self._history: dict[tuple[str | None, int, Any], DataLoader[uuid.UUID, list[Any]]] = {}
+        self._named: dict[Hashable, Any] = {}
+
+    def named(self, key: Hashable, factory: Callable[[RequestContext], V]) -> V:
+        """A loader (or any per-request memo) owned by a feature module, e.g. the tier loader of
+        ``schema.rules``: created by ``factory(ctx)`` on first use, then the same object for
+        the rest of the request (and dropped with the others after a write)."""
+        found = self._named.get(key)
+        if found is None:
+            found = self._named[key] = factory(self._ctx)
+        return found  # type: ignore[no-any-return]
 
     def balances(self, days: int) -> DataLoader[uuid.UUID, list[BalanceView]]:
         loader = self._balances.get(days)

@@ -16,6 +16,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from schema.context import RequestContext
 from schema.loaders import batch_of, prime
+from schema.rules import prefetch as prefetch_rules
 from schema.types import MAX_EXPIRY_WINDOW_DAYS, MAX_LATEST_ORDERS
 
 
@@ -69,6 +70,8 @@ async def prefetch_members(
             if isinstance(days, int) and 0 <= days <= MAX_EXPIRY_WINDOW_DAYS:
                 loader = loaders.balances(days)
                 await prime(loader, ids, batch_of(loader))
+        elif f.name in ("tier", "tasks", "grants"):
+            await prefetch_rules(ctx, ids, f.name, f.arguments)
         elif f.name == "latestOrders":
             limit = _arg(f, "limit", 5)
             if isinstance(limit, int) and 0 < limit <= MAX_LATEST_ORDERS:

@@ -45,7 +45,9 @@ from schema.inputs import (
     UpsertMemberInput,
 )
 from schema.loaders import peek
+from schema.mall import MallMutations
 from schema.relay import decode_id, global_id
+from schema.rules import RulesMutations
 from schema.sync import SyncMutations
 from schema.types import Member, Merge, Order, PointsHold, PointsTransfer, then
 
@@ -318,7 +320,7 @@ def _merge_result(m: members.MergeInfo) -> Result:
 
 
 @strawberry.type
-class Mutation(SyncMutations):
+class Mutation(SyncMutations, RulesMutations, MallMutations):
     @strawberry.mutation(
         description="Resolve a channel record to ONE member: no match creates one, one match "
         "attaches, several strong matches merge into the oldest. Scopes: admin, pos, connector."
@@ -346,6 +348,7 @@ class Mutation(SyncMutations):
                 ],
                 profile=profile,
                 key=ctx.hub.tenant_key(ctx.tenant_id),
+                rules=ctx.hub.rules,
             )
             return {
                 "typename": "UpsertMemberPayload",
@@ -442,6 +445,7 @@ class Mutation(SyncMutations):
                 refund_id=input.refund_id,
                 amount_fen=input.amount_fen,
                 reason=input.reason,
+                registry=ctx_of(info).hub.rules,
             )
             return {
                 "typename": "RefundOrderPayload",

@@ -16,6 +16,7 @@ from gateway.tenants import get_tenant
 from schema.context import RequestContext, ctx_of
 from schema.inputs import MemberFilterInput
 from schema.lookahead import connection_nodes, flatten, prefetch_members
+from schema.mall import MallQueries, redemption_by_id
 from schema.relay import (
     Connection,
     build_connection,
@@ -25,6 +26,7 @@ from schema.relay import (
     decode_uuid_cursor,
     encode_cursor,
 )
+from schema.rules import RulesQueries
 from schema.sync import SyncQueries
 from schema.types import (
     IdentifierKind,
@@ -80,7 +82,7 @@ def _read_ctx(info: Info) -> RequestContext:
 
 
 @strawberry.type
-class Query(SyncQueries):
+class Query(SyncQueries, RulesQueries, MallQueries):
     @strawberry.field(
         description="Any object by its global id (Relay). Unknown, malformed or "
         "another tenant's ids give null."
@@ -99,6 +101,8 @@ class Query(SyncQueries):
             return await _hold(ctx, value)
         if type_name == "PointsTransfer":
             return await _transfer(ctx, value)
+        if type_name == "Redemption":
+            return await redemption_by_id(ctx, value)
         return None
 
     @strawberry.field(

@@ -24,6 +24,7 @@ from gateway.members import IdentityRow, MemberRow, MergeInfo
 from schema.context import RequestContext
 from schema.enums import MergeStatus, OrderStatus, PointsHoldStatus
 from schema.loaders import peek
+from schema.mall import MEMBER_EXCHANGE_OPTIONS, MEMBER_REDEMPTIONS
 from schema.relay import (
     Connection,
     build_connection,
@@ -33,6 +34,7 @@ from schema.relay import (
     encode_cursor,
     global_id,
 )
+from schema.rules import MEMBER_GRANTS, MEMBER_TASKS, MEMBER_TIER, MEMBER_TIER_HISTORY
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -490,6 +492,14 @@ class Member(relay.Node):
             peek(ctx.loaders.merges, self.id),
             lambda infos: [Merge.from_info(m, ctx) for m in infos],
         )
+
+    # Tier, tasks and grants (schema/rules.py); the points mall (schema/mall.py).
+    tier = MEMBER_TIER
+    tier_history = MEMBER_TIER_HISTORY
+    tasks = MEMBER_TASKS
+    grants = MEMBER_GRANTS
+    exchange_options = MEMBER_EXCHANGE_OPTIONS
+    redemptions = MEMBER_REDEMPTIONS
 
 
 @strawberry.type(description="The brand (tenant) the API key belongs to.")
