@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectors.douyin.harness import DouyinHarness
@@ -117,7 +118,31 @@ async def seed(
         if report.status != "succeeded":
             raise RuntimeError(f"demo sync of {h.world_channel} failed: {report.message}")
     await _pushes(hub, tenant, fleet, log)
+    await _rules(hub, tenant, log)
     return fleet
+
+
+RULES = Path(__file__).with_name("demo_rules.yaml")
+
+
+async def _rules(hub: Hub, tenant: TenantInfo, log: Callable[[str], None]) -> None:
+    """Switch on the brand's loyalty programme (tiers, tasks, mall) the way an operator would:
+    apply the rule config, then let the tier job place the existing members (their growth
+    history is backfilled from the ledger, dated by each order's payment)."""
+    from gateway.rules import config as rule_config
+    from gateway.rules.tier_jobs import evaluate_due
+
+    document = rule_config.parse_text(RULES.read_text(encoding="utf-8"))
+    async with hub.db.tenant_tx(tenant.id) as tx:
+        version, _ = await rule_config.save(
+            tx, document, hub.rules, actor="memberhub demo", comment="launch the programme"
+        )
+    report = await evaluate_due(hub.db, tenant.id, registry=hub.rules)
+    placed = ", ".join(f"{k} {v}" for k, v in sorted(report.changes.items()))
+    log(
+        f"rule config v{version.version} applied; "
+        f"tiers placed for {report.members} members ({placed})"
+    )
 
 
 async def _pushes(hub: Hub, tenant: TenantInfo, fleet: Fleet, log: Callable[[str], None]) -> None:
