@@ -108,7 +108,7 @@ async def _showcase_member(db: Database, tenant: TenantInfo) -> uuid.UUID | None
 
 
 def examples(member_gid: str) -> list[tuple[str, str]]:
-    """Three copy-paste examples (title, GraphQL document)."""
+    """Four copy-paste examples (title, GraphQL document)."""
     return [
         (
             "A member found on several channels and merged into one (ONE ID)",
@@ -135,6 +135,15 @@ def examples(member_gid: str) -> list[tuple[str, str]]:
             "    __typename\n    ... on PointsHoldPayload { hold { id status amount expiresAt } "
             "member { points balances { account available held } } }\n"
             "    ... on Error { code message }\n  }\n}",
+        ),
+        (
+            "The member centre: tier and progress, tasks, what the points mall offers",
+            f'{{\n  member(id: "{member_gid}") {{\n    points\n'
+            "    tier { name growth nextTier { name threshold } growthToNext\n"
+            "           keepThreshold growthToKeep periodEnd pointsMultiplier }\n"
+            "    tasks { title streak progress target available blockedReason }\n"
+            "    exchangeOptions { reward { code title } stockLeft\n"
+            "      options { mode points cashFen eligible reason message } }\n  }\n}",
         ),
     ]
 

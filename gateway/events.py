@@ -7,18 +7,32 @@ path, its ledger writes keyed by the event id) is replay-safe.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import postgresql, sqlite
+
 from gateway.errors import InvalidInput
-from gateway.sql import upsert_insert
+from gateway.sql import BatchRead
 from gateway.storage.db import Tx
 from gateway.storage.tables import MemberEvent
 from gateway.storage.types import utcnow
 
 E: Any = MemberEvent.__table__  # type: ignore[attr-defined]
+_COLUMNS = ("tenant_id", "id", "member_id", "type", "payload", "occurred_at", "created_at")
+# Every order, check-in and tier change records one: built once (see gateway.sql.BatchRead).
+_INSERT = BatchRead(
+    lambda d: (
+        (postgresql.insert if d == "postgresql" else sqlite.insert)(E)
+        .values(**{c: bindparam(c, type_=E.c[c].type) for c in _COLUMNS})
+        .on_conflict_do_nothing()
+        .returning(E.c.id)
+    )
+)
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 
 
@@ -39,14 +53,15 @@ async def record_event(
         raise InvalidInput("event type must be dotted lower-case words (≤ 48)", field="type")
     if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         raise InvalidInput("occurred_at must be timezone-aware", field="occurred_at")
-    ins = upsert_insert(tx, E).values(
+    rows = await _INSERT.fetch(
+        tx,
         tenant_id=tx.tenant_id,
         id=event_id,
         member_id=member_id,
         type=type,
-        payload=payload,
+        # The asyncpg driver path takes JSON as text; SQLAlchemy's path serialises the dict.
+        payload=json.dumps(payload, default=str) if tx.driver is not None else payload,
         occurred_at=occurred_at,
         created_at=utcnow(),
     )
-    result = await tx.conn.execute(ins.on_conflict_do_nothing().returning(E.c.id))
-    return result.first() is not None
+    return bool(rows)

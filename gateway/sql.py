@@ -93,5 +93,14 @@ class BatchRead:
             return await tx.driver.fetch(sql, *args)  # type: ignore[no-any-return]
         return (await tx.conn.execute(self.statement(tx.dialect), params)).all()
 
+    async def execute(self, tx: Tx, **params: Any) -> None:
+        """Run a statement that returns no rows (an ``INSERT … ON CONFLICT DO NOTHING``)."""
+        if tx.driver is not None:
+            sql, names, defaults = self._compiled_pg()
+            args = [params[n] if n in params else defaults[n] for n in names]
+            await tx.driver.execute(sql, *args)
+            return
+        await tx.conn.execute(self.statement(tx.dialect), params)
+
 
 _ASYNCPG_DIALECT = asyncpg_dialect.dialect()

@@ -37,6 +37,21 @@ def _ids(member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(member_ids))
 
 
+def _resolve_stmt(lock: bool) -> BatchRead:
+    def build(_dialect: str) -> object:
+        stmt = select(M.c.status, M.c.merged_into).where(
+            M.c.tenant_id == bindparam("tenant_id"), M.c.id == bindparam("id")
+        )
+        return stmt.with_for_update(read=True) if lock else stmt
+
+    return BatchRead(build)
+
+
+# Built once: every write path resolves a member first, so the statement's construction and
+# cache-key cost matters as much as the round trip.
+_RESOLVE = {False: _resolve_stmt(False), True: _resolve_stmt(True)}
+
+
 async def resolve(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> uuid.UUID | None:
     """The active member an id stands for: itself, or the survivor it was merged into.
 
@@ -50,18 +65,15 @@ async def resolve(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> uuid.U
     the resolve and the write would strand the write on the merged member.
     """
     current = member_id
+    read = _RESOLVE[lock]
     for _ in range(_MAX_HOPS):
-        stmt = select(M.c.status, M.c.merged_into).where(
-            M.c.tenant_id == tx.tenant_id, M.c.id == current
-        )
-        if lock:
-            stmt = stmt.with_for_update(read=True)
-        row = (await tx.conn.execute(stmt)).first()
-        if row is None:
+        rows = await read.fetch(tx, tenant_id=tx.tenant_id, id=current)
+        if not rows:
             return None
-        if row.status != "merged" or row.merged_into is None:
+        status, merged_into = rows[0][0], rows[0][1]
+        if status != "merged" or merged_into is None:
             return current
-        current = row.merged_into
+        current = merged_into
     return None
 
 

@@ -28,11 +28,12 @@ from datetime import datetime
 from typing import Any
 
 import jsonschema
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from gateway.errors import ConfigInvalid, NotFound
 from gateway.rules.hookspecs import EXCLUSIVE_SLOTS, SLOTS, RuleSet, TierPolicy
 from gateway.rules.manager import RuleRegistry
+from gateway.sql import BatchRead
 from gateway.storage.db import Tx
 from gateway.storage.tables import RuleConfigVersion, Tenant
 from gateway.storage.types import utcnow
@@ -388,6 +389,14 @@ async def history(tx: Tx, *, limit: int = 50) -> list[ConfigVersion]:
     ]
 
 
+# Read on every member event: built once (see gateway.sql.BatchRead).
+_TENANT_ROW = BatchRead(
+    lambda _d: select(T.c.rules_version, T.c.enabled_rules, T.c.timezone).where(
+        T.c.id == bindparam("id")
+    )
+)
+
+
 async def active(tx: Tx, registry: RuleRegistry) -> tuple[RuleConfig, str]:
     """The tenant's active config (parsed, cached by version) and its timezone.
 
@@ -396,30 +405,28 @@ async def active(tx: Tx, registry: RuleRegistry) -> tuple[RuleConfig, str]:
     changed its schema — runs the entries that still load and logs the rest, rather than
     refusing to record orders.
     """
-    row = (
-        await tx.conn.execute(
-            select(T.c.rules_version, T.c.enabled_rules, T.c.timezone).where(T.c.id == tx.tenant_id)
-        )
-    ).first()
-    if row is None:
+    rows = await _TENANT_ROW.fetch(tx, id=tx.tenant_id)
+    if not rows:
         return RuleConfig(0, (), {}), "Asia/Shanghai"
-    version = row.rules_version or 0
+    version, enabled, timezone = rows[0][0] or 0, rows[0][1], rows[0][2]
+    if isinstance(enabled, str):  # JSON text straight from the asyncpg driver
+        enabled = json.loads(enabled)
     cache = registry.config_cache
     key = (tx.tenant_id, version)
     cached = cache.get(key)
     if isinstance(cached, RuleConfig):
         # The legacy config (version 0) follows ``enabled_rules``, which may change in place.
-        if version or cached.rule_names == _legacy_names(row.enabled_rules, registry):
-            return cached, row.timezone
+        if version or cached.rule_names == _legacy_names(enabled, registry):
+            return cached, timezone
     if version == 0:
-        parsed = _legacy(list(row.enabled_rules or []), registry)
+        parsed = _legacy(list(enabled or []), registry)
     else:
         stored = await get_version(tx, version)
         parsed = _tolerant(stored.document, registry, version)
     if len(cache) > 4096:
         cache.clear()
     cache[key] = parsed
-    return parsed, row.timezone
+    return parsed, timezone
 
 
 def _legacy_names(enabled: Any, registry: RuleRegistry) -> list[str]:

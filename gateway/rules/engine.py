@@ -22,6 +22,7 @@ of it in a savepoint, reports, and rolls back — the answer to "what would this
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway import ledger
 from gateway.errors import IdempotencyKeyReused
@@ -51,8 +53,9 @@ from gateway.rules.tiers import (
     horizon,
     tier_def,
     tier_view,
+    upgrade_window_start,
 )
-from gateway.sql import upsert_insert
+from gateway.sql import BatchRead, in_ids, upsert_insert
 from gateway.storage.db import Tx
 from gateway.storage.tables import (
     GrowthFact,
@@ -74,6 +77,117 @@ TP: Any = TaskProgress.__table__  # type: ignore[attr-defined]
 TC: Any = TaskCompletion.__table__  # type: ignore[attr-defined]
 M: Any = Member.__table__  # type: ignore[attr-defined]
 MAX_DEPTH = 2
+
+# The statements every event runs are built once per dialect (``gateway.sql.BatchRead``): building
+# a SQLAlchemy statement and its cache key costs more CPU than the database round trip, and on
+# PostgreSQL these go straight to the asyncpg connection as prepared statements.
+_TIER_ROW = BatchRead(
+    lambda _d: select(
+        MT.c.tier,
+        MT.c.since,
+        MT.c.period_start,
+        MT.c.period_end,
+        MT.c.override,
+        MT.c.override_until,
+        MT.c.override_reason,
+        MT.c.evaluated_at,
+    ).where(MT.c.tenant_id == bindparam("tenant_id"), MT.c.member_id == bindparam("member_id"))
+)
+
+
+def _mine_or_merged(column: Any) -> Any:
+    """Rows of the member and of every member merged into it (growth facts stay put)."""
+    losers = select(M.c.id).where(
+        M.c.tenant_id == bindparam("tenant_id"), M.c.merged_into == bindparam("member_id")
+    )
+    return (column == bindparam("member_id")) | column.in_(losers)
+
+
+_GROWTH_MOVES = BatchRead(
+    lambda _d: (
+        select(GF.c.occurred_at, GF.c.amount)
+        .where(
+            GF.c.tenant_id == bindparam("tenant_id"),
+            _mine_or_merged(GF.c.member_id),
+            GF.c.occurred_at >= bindparam("since"),
+        )
+        .order_by(GF.c.occurred_at)
+    )
+)
+_GROWTH_SUM = BatchRead(
+    lambda _d: select(func.coalesce(func.sum(GF.c.amount), 0)).where(
+        GF.c.tenant_id == bindparam("tenant_id"),
+        _mine_or_merged(GF.c.member_id),
+        GF.c.occurred_at >= bindparam("since"),
+    )
+)
+_GROWTH_FACT = BatchRead(
+    lambda d: (
+        (postgresql.insert if d == "postgresql" else sqlite.insert)(GF)
+        .values(
+            tenant_id=bindparam("tenant_id"),
+            id=bindparam("id"),
+            member_id=bindparam("member_id"),
+            amount=bindparam("amount"),
+            occurred_at=bindparam("occurred_at"),
+            source=bindparam("source"),
+        )
+        .on_conflict_do_nothing()
+    )
+)
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _binds(table: Any, *names: str) -> dict[str, Any]:
+    return {n: bindparam(n, type_=table.c[n].type) for n in names}
+
+
+_COMPLETION = BatchRead(
+    lambda d: (
+        _insert(d, TC)
+        .values(
+            **_binds(
+                TC,
+                "tenant_id",
+                "id",
+                "member_id",
+                "task",
+                "rule",
+                "occurrence",
+                "event_id",
+                "points",
+                "growth",
+                "reason",
+                "at",
+            )
+        )
+        .on_conflict_do_nothing()
+        .returning(TC.c.id)
+    )
+)
+_PROGRESS = BatchRead(
+    lambda d: (
+        _insert(d, TP)
+        .values(**_binds(TP, "tenant_id", "member_id", "task", "state", "updated_at"))
+        .on_conflict_do_update(
+            index_elements=[TP.c.tenant_id, TP.c.member_id, TP.c.task],
+            set_={
+                "state": bindparam("state", type_=TP.c.state.type),
+                "updated_at": bindparam("updated_at", type_=TP.c.updated_at.type),
+            },
+        )
+    )
+)
+_TASK_STATES = BatchRead(
+    lambda d: select(TP.c.task, TP.c.state).where(
+        TP.c.tenant_id == bindparam("tenant_id"),
+        TP.c.member_id == bindparam("member_id"),
+        in_ids(TP.c.task, d, "tasks"),
+    )
+)
 """Events emitted by the engine (``tier.changed``) are processed too, but not beyond this."""
 
 
@@ -354,14 +468,14 @@ async def _plan_tasks(
     relevant = [(r, t) for r, t in task_defs(registry, cfg) if event_type(t) == event.type]
     if not relevant:
         return []
-    rows = await tx.conn.execute(
-        select(TP.c.task, TP.c.state).where(
-            TP.c.tenant_id == tx.tenant_id,
-            TP.c.member_id == member_id,
-            TP.c.task.in_([t.code for _, t in relevant]),
-        )
+    rows = await _TASK_STATES.fetch(
+        tx, tenant_id=tx.tenant_id, member_id=member_id, tasks=[t.code for _, t in relevant]
     )
-    states = {r.task: dict(r.state or {}) for r in rows}
+    states = {}
+    for task_code, state in rows:
+        if isinstance(state, str):  # JSON text straight from the asyncpg driver
+            state = json.loads(state)
+        states[task_code] = dict(state or {})
     out: list[tuple[TaskStep, str]] = []
     for rule, task in relevant:
         before = states.get(task.code, {})
@@ -370,40 +484,31 @@ async def _plan_tasks(
             continue
         if step.completed:
             cid = derived_id(tx.tenant_id, "task", member_id, task.code, step.occurrence)
-            inserted = await tx.conn.execute(
-                upsert_insert(tx, TC)
-                .values(
-                    tenant_id=tx.tenant_id,
-                    id=cid,
-                    member_id=member_id,
-                    task=task.code,
-                    rule=rule,
-                    occurrence=step.occurrence[:128],
-                    event_id=event.id,
-                    points=step.points,
-                    growth=step.growth,
-                    reason=step.reason[:200],
-                    at=event.occurred_at,
-                )
-                .on_conflict_do_nothing()
-                .returning(TC.c.id)
+            inserted = await _COMPLETION.fetch(
+                tx,
+                tenant_id=tx.tenant_id,
+                id=cid,
+                member_id=member_id,
+                task=task.code,
+                rule=rule,
+                occurrence=step.occurrence[:128],
+                event_id=event.id,
+                points=step.points,
+                growth=step.growth,
+                reason=step.reason[:200],
+                at=event.occurred_at,
             )
-            if inserted.first() is None:  # this occurrence was paid already
+            if not inserted:  # this occurrence was paid already
                 step = replace(step, completed=False, state=before, refused="ALREADY_DONE")
         if step.state != before:
-            await tx.conn.execute(
-                upsert_insert(tx, TP)
-                .values(
-                    tenant_id=tx.tenant_id,
-                    member_id=member_id,
-                    task=task.code,
-                    state=step.state,
-                    updated_at=now,
-                )
-                .on_conflict_do_update(
-                    index_elements=[TP.c.tenant_id, TP.c.member_id, TP.c.task],
-                    set_={"state": step.state, "updated_at": now},
-                )
+            state = json.dumps(step.state) if tx.driver is not None else step.state
+            await _PROGRESS.execute(
+                tx,
+                tenant_id=tx.tenant_id,
+                member_id=member_id,
+                task=task.code,
+                state=state,
+                updated_at=now,
             )
         out.append((step, rule))
     return out
@@ -487,17 +592,14 @@ async def add_growth_fact(
     tx: Tx, fact_id: uuid.UUID, member_id: uuid.UUID, amount: int, at: datetime, source: str
 ) -> None:
     """Record growth in business time (refund reversals pass a negative amount)."""
-    await tx.conn.execute(
-        upsert_insert(tx, GF)
-        .values(
-            tenant_id=tx.tenant_id,
-            id=fact_id,
-            member_id=member_id,
-            amount=amount,
-            occurred_at=at,
-            source=source[:64],
-        )
-        .on_conflict_do_nothing()
+    await _GROWTH_FACT.execute(
+        tx,
+        tenant_id=tx.tenant_id,
+        id=fact_id,
+        member_id=member_id,
+        amount=amount,
+        occurred_at=at,
+        source=source[:64],
     )
 
 
@@ -536,11 +638,8 @@ class _Context:
         balances = {a: v.available for (m, a), v in views.items() if m == member_id}
         tier_row = None
         if cfg.tier_policy is not None:
-            tier_row = (
-                await tx.conn.execute(
-                    select(MT).where(MT.c.tenant_id == tx.tenant_id, MT.c.member_id == member_id)
-                )
-            ).first()
+            rows = await _TIER_ROW.fetch(tx, tenant_id=tx.tenant_id, member_id=member_id)
+            tier_row = rows[0] if rows else None
         ctx = cls(registry, cfg, timezone, member_id, event, member, balances, tier_row)
         if cfg.tier_policy is not None:
             ctx.tier_state = _state(tier_row)
@@ -577,6 +676,17 @@ class _Context:
         lifetime = self.balances.get("growth", 0) + sum(a for _, a in self.pending)
         moves = sorted([*self.moves, *self.pending[self.loaded_with :]])
         return TierFacts(self.tier_state, lifetime, moves, self.timezone)
+
+    async def _upgrade_facts(self, tx: Tx, at: datetime) -> TierFacts:
+        """Facts enough for the only question left after ``_catch_up``: an upgrade at ``at``
+        (no review or override expiry is due). The growth in the upgrade window, summed by the
+        database, stands in for the movements — one row instead of a year of them."""
+        policy = self.cfg.tier_policy
+        assert policy is not None and self.tier_state is not None
+        start = upgrade_window_start(policy, at, self.timezone)
+        total = await growth_since(tx, self.member_id, start)  # this event's facts included
+        lifetime = self.balances.get("growth", 0) + sum(a for _, a in self.pending)
+        return TierFacts(self.tier_state, lifetime, [(start, total)], self.timezone)
 
     def growth_credited(self, amount: int, at: datetime) -> None:
         self.pending.append((at, amount))
@@ -618,7 +728,12 @@ class _Context:
         state = self.tier_state
         if self.pending or state.tier is None:
             at = self.event.occurred_at
-            decision = decide(policy, await self._facts(tx, at), at)
+            facts = (
+                await self._upgrade_facts(tx, at)
+                if self.moves is None and state.tier is not None
+                else await self._facts(tx, at)
+            )
+            decision = decide(policy, facts, at)
             state = decision.state
             changes.extend(decision.changes)
         self.tier_state = state
@@ -631,41 +746,27 @@ class _Context:
 
 
 def _state(row: Any) -> TierState:
+    """A ``_TIER_ROW`` row (by position) as a TierState."""
     if row is None:
         return TierState()
-    return TierState(
-        tier=row.tier,
-        since=row.since,
-        period_start=row.period_start,
-        period_end=row.period_end,
-        override=row.override,
-        override_until=row.override_until,
-        override_reason=row.override_reason,
-        evaluated_at=row.evaluated_at,
-    )
+    return TierState(*(row[i] for i in range(8)))
 
 
-async def load_tier_state(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> TierState:
-    stmt = select(MT).where(MT.c.tenant_id == tx.tenant_id, MT.c.member_id == member_id)
-    row = (
-        await tx.conn.execute(stmt.with_for_update() if lock and tx.is_postgres else stmt)
-    ).first()
-    return _state(row)
+async def load_tier_state(tx: Tx, member_id: uuid.UUID) -> TierState:
+    rows = await _TIER_ROW.fetch(tx, tenant_id=tx.tenant_id, member_id=member_id)
+    return _state(rows[0] if rows else None)
 
 
 async def growth_moves(tx: Tx, member_id: uuid.UUID, since: datetime) -> list[tuple[datetime, int]]:
     """Growth facts of the member and of every member merged into it, from ``since`` on."""
-    losers = select(M.c.id).where(M.c.tenant_id == tx.tenant_id, M.c.merged_into == member_id)
-    rows = await tx.conn.execute(
-        select(GF.c.occurred_at, GF.c.amount)
-        .where(
-            GF.c.tenant_id == tx.tenant_id,
-            (GF.c.member_id == member_id) | GF.c.member_id.in_(losers),
-            GF.c.occurred_at >= since,
-        )
-        .order_by(GF.c.occurred_at)
-    )
-    return [(r.occurred_at, int(r.amount)) for r in rows]
+    rows = await _GROWTH_MOVES.fetch(tx, tenant_id=tx.tenant_id, member_id=member_id, since=since)
+    return [(r[0], int(r[1])) for r in rows]
+
+
+async def growth_since(tx: Tx, member_id: uuid.UUID, since: datetime) -> int:
+    """Σ growth facts of the member (and its merged members) from ``since`` on."""
+    rows = await _GROWTH_SUM.fetch(tx, tenant_id=tx.tenant_id, member_id=member_id, since=since)
+    return int(rows[0][0]) if rows else 0
 
 
 async def save_tier(tx: Tx, member_id: uuid.UUID, state: TierState, now: datetime) -> None:

@@ -174,6 +174,11 @@ def _upgrade_window_start(policy: TierPolicy, now: datetime, tz: ZoneInfo) -> da
     return add_months(now, -(12 if policy.period == "anniversary" else policy.months), tz)
 
 
+def upgrade_window_start(policy: TierPolicy, now: datetime, timezone: str) -> datetime:
+    """Where the upgrade measure of a ``period`` ladder starts counting at ``now``."""
+    return _upgrade_window_start(policy, now, ZoneInfo(timezone))
+
+
 def horizon(policy: TierPolicy, state: TierState, now: datetime, timezone: str) -> datetime:
     """The earliest growth movement :func:`decide` can need (load facts from here on)."""
     tz = ZoneInfo(timezone)
