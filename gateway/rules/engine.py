@@ -77,6 +77,7 @@ TP: Any = TaskProgress.__table__  # type: ignore[attr-defined]
 TC: Any = TaskCompletion.__table__  # type: ignore[attr-defined]
 M: Any = Member.__table__  # type: ignore[attr-defined]
 MAX_DEPTH = 2
+"""Events emitted by the engine (``tier.changed``) are processed too, but not beyond this."""
 
 # The statements every event runs are built once per dialect (``gateway.sql.BatchRead``): building
 # a SQLAlchemy statement and its cache key costs more CPU than the database round trip, and on
@@ -188,7 +189,6 @@ _TASK_STATES = BatchRead(
         in_ids(TP.c.task, d, "tasks"),
     )
 )
-"""Events emitted by the engine (``tier.changed``) are processed too, but not beyond this."""
 
 
 @dataclass(frozen=True)
