@@ -53,6 +53,8 @@ _REWARD = {"type": "integer", "minimum": 0, "maximum": 100_000}
 _LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000}
 _COMMON = {
     "enabled": {"type": "boolean"},
+    # What the member reads (another brand reusing these tasks names them its own way).
+    "title": {"type": "string", "minLength": 1, "maxLength": 60},
     "points": _REWARD,
     "growth": _REWARD,
     "channels": {
@@ -124,7 +126,7 @@ def task_defs(config: Mapping[str, Any]) -> list[TaskDef]:
         out.append(
             TaskDef(
                 "checkin",
-                TITLES["checkin"],
+                s.get("title") or TITLES["checkin"],
                 "checkin",
                 s["points"],
                 s["growth"],
@@ -136,7 +138,7 @@ def task_defs(config: Mapping[str, Any]) -> list[TaskDef]:
         out.append(
             TaskDef(
                 "post",
-                TITLES["post"],
+                s.get("title") or TITLES["post"],
                 "count",
                 s["points"],
                 s["growth"],
@@ -151,7 +153,7 @@ def task_defs(config: Mapping[str, Any]) -> list[TaskDef]:
         out.append(
             TaskDef(
                 "follow",
-                TITLES["follow"],
+                s.get("title") or TITLES["follow"],
                 "once",
                 s["points"],
                 s["growth"],
@@ -163,7 +165,7 @@ def task_defs(config: Mapping[str, Any]) -> list[TaskDef]:
         out.append(
             TaskDef(
                 "profile",
-                TITLES["profile"],
+                s.get("title") or TITLES["profile"],
                 "profile",
                 s["points"],
                 s["growth"],
@@ -175,7 +177,7 @@ def task_defs(config: Mapping[str, Any]) -> list[TaskDef]:
         out.append(
             TaskDef(
                 "class",
-                TITLES["class"],
+                s.get("title") or TITLES["class"],
                 "count",
                 s["points"],
                 s["growth"],

@@ -670,3 +670,13 @@ async def test_points_mall_sells_bakery_rewards_in_all_three_modes():
             ("bakery_voucher", "VOUCHER-SOURDOUGH", "mall")
         ]
         assert await lab.violations() == []
+
+
+def test_task_titles_can_be_renamed_by_another_brand() -> None:
+    from plugins.bakery.tasks import BakeryTasks
+
+    tasks = BakeryTasks().tasks({"checkin": {"title": "Daily check-in at Lanxi Tea House"}})
+    titles = {t.code: t.title for t in tasks}
+    assert titles["checkin"] == "Daily check-in at Lanxi Tea House"
+    assert titles["post"] == "Shared a post in the Levain bakers' community"  # the default
+    assert check_config({"tasks": [{"rule": "bakery_tasks", "config": {"post": {"title": ""}}}]})
