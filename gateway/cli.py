@@ -456,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rules_commands(sub)
 
+    from gateway.cli_webhooks import add_commands as add_webhooks_commands
+
+    add_webhooks_commands(sub)
+
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
     demo.add_argument("--members", type=int, default=2000)
     demo.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")

@@ -50,6 +50,7 @@ from schema.relay import decode_id, global_id
 from schema.rules import RulesMutations
 from schema.sync import SyncMutations
 from schema.types import Member, Merge, Order, PointsHold, PointsTransfer, then
+from schema.webhooks import WebhookMutations
 
 MAX_IDENTIFIERS = 50
 WRITE = (Scope.POS, Scope.CONNECTOR)
@@ -320,7 +321,7 @@ def _merge_result(m: members.MergeInfo) -> Result:
 
 
 @strawberry.type
-class Mutation(SyncMutations, RulesMutations, MallMutations):
+class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations):
     @strawberry.mutation(
         description="Resolve a channel record to ONE member: no match creates one, one match "
         "attaches, several strong matches merge into the oldest. Scopes: admin, pos, connector."

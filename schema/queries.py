@@ -37,6 +37,7 @@ from schema.types import (
     Tenant,
     Viewer,
 )
+from schema.webhooks import WebhookQueries
 
 
 async def _member(
@@ -82,7 +83,7 @@ def _read_ctx(info: Info) -> RequestContext:
 
 
 @strawberry.type
-class Query(SyncQueries, RulesQueries, MallQueries):
+class Query(SyncQueries, RulesQueries, MallQueries, WebhookQueries):
     @strawberry.field(
         description="Any object by its global id (Relay). Unknown, malformed or "
         "another tenant's ids give null."

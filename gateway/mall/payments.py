@@ -10,7 +10,7 @@ identifier-hashing key (``gateway.identifiers.tenant_key``): nothing is stored, 
 different key, and a leaked key exposes one brand only. ``memberhub mall payment-key --tenant T``
 prints it (hex) for the brand's payment service.
 
-**The signature** (Stripe-style, so payment engineers recognise it) is the header::
+**The signature** is memberhub's one format (``gateway.signatures``, Stripe-style)::
 
     X-Memberhub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>." + raw body)>
 
@@ -34,27 +34,32 @@ import json
 import logging
 import time
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import InvalidInput, InvalidTransition, NotFound
+from gateway.signatures import HEADER, TOLERANCE_SECONDS, SignatureError, sign, verify
 
 if TYPE_CHECKING:
     from gateway.hub import Hub
     from gateway.storage.db import Tx
 
 log = logging.getLogger("memberhub.mall.payments")
-HEADER = "X-Memberhub-Signature"
-TOLERANCE_SECONDS = 300
+# The signature format is shared with outbound webhooks; re-exported for the payment side.
+__all__ = [
+    "HEADER",
+    "TOLERANCE_SECONDS",
+    "SignatureError",
+    "apply",
+    "handle",
+    "payment_key",
+    "sign",
+    "verify",
+]
 MAX_BODY = 64 * 1024
 _KEY_CONTEXT = b"memberhub/mall-payments/v1/"
-
-
-class SignatureError(ValueError):
-    """The callback's signature is missing, malformed, stale or wrong (HTTP 401)."""
 
 
 def payment_key(secret_key: bytes | str, tenant_id: uuid.UUID) -> bytes:
@@ -66,56 +71,6 @@ def payment_key(secret_key: bytes | str, tenant_id: uuid.UUID) -> bytes:
     if not secret:
         raise ValueError("the deployment secret key is empty")
     return hmac.new(secret, _KEY_CONTEXT + tenant_id.bytes, hashlib.sha256).digest()
-
-
-def _mac(key: bytes, body: bytes, timestamp: int) -> str:
-    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def sign(key: bytes, body: bytes, timestamp: int) -> str:
-    """The ``X-Memberhub-Signature`` header value for ``body`` sent at ``timestamp``."""
-    return f"t={int(timestamp)},v1={_mac(key, body, int(timestamp))}"
-
-
-def verify(
-    key: bytes,
-    header: str | None,
-    body: bytes,
-    now: int | float | datetime,
-    tolerance: int = TOLERANCE_SECONDS,
-) -> int:
-    """Check ``header`` against ``body``; returns the signed timestamp or raises
-    :class:`SignatureError` saying what is wrong."""
-    if not header or not header.strip():
-        raise SignatureError(f"missing {HEADER} header")
-    timestamp: int | None = None
-    macs: list[str] = []
-    for part in header.split(","):
-        name, sep, value = part.strip().partition("=")
-        if not sep:
-            raise SignatureError(f"malformed {HEADER} header: expected t=<unix>,v1=<hex>")
-        if name == "t":
-            if not (value.isascii() and value.isdigit()) or len(value) > 12:
-                raise SignatureError(f"malformed {HEADER} header: t must be unix seconds")
-            timestamp = int(value)
-        elif name == "v1":
-            macs.append(value.lower())
-        # other schemes (v0, future v2) are ignored, as Stripe does
-    if timestamp is None or not macs:
-        raise SignatureError(f"malformed {HEADER} header: expected t=<unix>,v1=<hex>")
-    at = now.timestamp() if isinstance(now, datetime) else float(now)
-    if abs(at - timestamp) > tolerance:
-        raise SignatureError(
-            f"stale signature: signed at {timestamp}, {int(abs(at - timestamp))} s from now "
-            f"(tolerance {tolerance} s)"
-        )
-    expected = _mac(key, body, timestamp)
-    ok = False
-    for candidate in macs:  # no early exit: time does not depend on which one matched
-        ok |= hmac.compare_digest(expected, candidate)
-    if not ok:
-        raise SignatureError("bad signature")
-    return timestamp
 
 
 def _error(status: int, message: str, code: str) -> Response:

@@ -166,7 +166,11 @@ class MemberEvent(SQLModel, table=True):
     """An immutable member event with a stable (uuid5-derived) id: replaying it is a no-op."""
 
     __tablename__ = "member_event"
-    __table_args__ = (Index("ix_member_event_member", "tenant_id", "member_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_member_event_member", "tenant_id", "member_id", "occurred_at"),
+        # The webhook outbox reads events in (created_at, id) order after a cursor.
+        Index("ix_member_event_created", "tenant_id", "created_at", "id"),
+    )
     tenant_id: uuid.UUID = Field(primary_key=True)
     id: uuid.UUID = Field(primary_key=True)
     member_id: uuid.UUID
@@ -524,6 +528,70 @@ class MallRedemption(SQLModel, table=True):
     expires_at: datetime | None = _ts(nullable=True)
     resolved_at: datetime | None = _ts(nullable=True)
     note: str | None = Field(default=None, max_length=200, nullable=True)  # why cancelled/expired
+
+
+class WebhookSubscription(SQLModel, table=True):
+    """A receiver of signed member-event webhooks (``gateway.webhooks``).
+
+    ``secret`` is the signing secret sealed with ``gateway.sync.secrets`` (Fernet, per-tenant
+    key): it is shown once at creation and never stored in plain text. ``cursor_at`` /
+    ``cursor_id`` is the fan-out position in ``member_event`` (created_at, id): every matching
+    event up to it has a ``webhook_delivery`` row.
+    """
+
+    __tablename__ = "webhook_subscription"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    url: str = Field(max_length=2000)
+    event_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    description: str = Field(default="", max_length=200)
+    secret: str
+    active: bool = Field(default=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    cursor_at: datetime = _ts()
+    cursor_id: uuid.UUID
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to send to one subscription: ``pending`` → ``delivered`` | ``dead``.
+
+    Unique per (subscription, event), so fan-out is idempotent. ``event_created_at`` copies the
+    event's ``created_at``: deliveries of one member are sent in (event_created_at, event_id)
+    order, each only when no earlier one of the same subscription and member is still pending.
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "subscription_id", "event_id", name="uq_webhook_delivery_event"
+        ),
+        Index("ix_webhook_delivery_due", "tenant_id", "status", "next_attempt_at"),
+        Index(
+            "ix_webhook_delivery_member",
+            "tenant_id",
+            "subscription_id",
+            "member_id",
+            "event_created_at",
+            "event_id",
+        ),
+        Index("ix_webhook_delivery_list", "tenant_id", "subscription_id", "event_created_at", "id"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    subscription_id: uuid.UUID
+    event_id: uuid.UUID
+    member_id: uuid.UUID
+    event_type: str = Field(max_length=48)
+    event_created_at: datetime = _ts()
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = _ts()
+    last_status: int | None = Field(default=None, nullable=True)
+    last_error: str | None = Field(default=None, max_length=500, nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    delivered_at: datetime | None = _ts(nullable=True)
 
 
 GLOBAL_TABLES = ("tenant",)
