@@ -460,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_webhooks_commands(sub)
 
+    from gateway.cli_triggers import add_commands as add_triggers_commands
+
+    add_triggers_commands(sub)
+
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
     demo.add_argument("--members", type=int, default=2000)
     demo.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")

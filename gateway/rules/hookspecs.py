@@ -416,6 +416,20 @@ EVENT_TYPES: tuple[EventType, ...] = (
         {"from": "tier code", "to": "tier code", "change": "kept"},
         recorded_by=(),
     ),
+    EventType(
+        "member.birthday",
+        "The member's birthday, today in the tenant's timezone (the scheduled triggers, once a "
+        "year; 29 February birthdays on 28 February in non-leap years).",
+        {"year": "int, the year of this birthday", "age": "int, the age reached"},
+        recorded_by=(),
+    ),
+    EventType(
+        "member.member_day",
+        "The brand's monthly member day (会员日), today in the tenant's timezone (the scheduled "
+        "triggers, once a month for every active member).",
+        {"month": "YYYY-MM", "day": "int, the day of month"},
+        recorded_by=(),
+    ),
 )
 """Event types every deployment knows."""
 
