@@ -21,6 +21,7 @@ from gateway.errors import DomainError, InvalidInput, NotFound
 from gateway.storage.db import Tx
 from gateway.tenancy import Scope
 from schema.context import RequestContext, ctx_of
+from schema.coupons import CouponMutations
 from schema.enums import OrderStatus
 from schema.errors import (
     Error,
@@ -321,7 +322,7 @@ def _merge_result(m: members.MergeInfo) -> Result:
 
 
 @strawberry.type
-class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations):
+class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, CouponMutations):
     @strawberry.mutation(
         description="Resolve a channel record to ONE member: no match creates one, one match "
         "attaches, several strong matches merge into the oldest. Scopes: admin, pos, connector."

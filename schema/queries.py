@@ -14,6 +14,7 @@ from gateway import identifiers, members
 from gateway.tenancy import Scope
 from gateway.tenants import get_tenant
 from schema.context import RequestContext, ctx_of
+from schema.coupons import CouponQueries
 from schema.inputs import MemberFilterInput
 from schema.lookahead import connection_nodes, flatten, prefetch_members
 from schema.mall import MallQueries, redemption_by_id
@@ -83,7 +84,7 @@ def _read_ctx(info: Info) -> RequestContext:
 
 
 @strawberry.type
-class Query(SyncQueries, RulesQueries, MallQueries, WebhookQueries):
+class Query(SyncQueries, RulesQueries, MallQueries, WebhookQueries, CouponQueries):
     @strawberry.field(
         description="Any object by its global id (Relay). Unknown, malformed or "
         "another tenant's ids give null."

@@ -37,19 +37,33 @@ def _ids(member_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(member_ids))
 
 
-def _resolve_stmt(lock: bool) -> BatchRead:
-    def build(_dialect: str) -> object:
+def _resolve_stmt(lock: str | None) -> BatchRead:
+    def build(dialect: str) -> object:
         stmt = select(M.c.status, M.c.merged_into).where(
             M.c.tenant_id == bindparam("tenant_id"), M.c.id == bindparam("id")
         )
-        return stmt.with_for_update(read=True) if lock else stmt
+        if lock == "share":
+            return stmt.with_for_update(read=True)
+        if lock == "exclusive" and dialect == "postgresql":
+            return stmt.with_for_update(key_share=True)
+        return stmt
 
     return BatchRead(build)
 
 
 # Built once: every write path resolves a member first, so the statement's construction and
 # cache-key cost matters as much as the round trip.
-_RESOLVE = {False: _resolve_stmt(False), True: _resolve_stmt(True)}
+_RESOLVE = {False: _resolve_stmt(None), True: _resolve_stmt("share")}
+_RESOLVE_EXCLUSIVE = _resolve_stmt("exclusive")
+
+
+async def resolve_exclusive(tx: Tx, member_id: uuid.UUID) -> uuid.UUID | None:
+    """Like ``resolve(lock=True)`` but exclusive, for writes that read a member's limits first
+    (points-mall redemptions, coupon issuance): ``FOR SHARE`` would let two such writes for one
+    member read the same limits at once, and upgrading a shared lock deadlocks. ``FOR NO KEY
+    UPDATE`` conflicts with itself and with a merge's ``FOR UPDATE``, not with inserts that
+    merely reference the member. (SQLite serialises writers with ``BEGIN IMMEDIATE``.)"""
+    return await _walk(tx, member_id, _RESOLVE_EXCLUSIVE)
 
 
 async def resolve(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> uuid.UUID | None:
@@ -64,8 +78,11 @@ async def resolve(tx: Tx, member_id: uuid.UUID, *, lock: bool = False) -> uuid.U
     write has committed and then moves what it wrote. Without the lock a merge committing between
     the resolve and the write would strand the write on the merged member.
     """
+    return await _walk(tx, member_id, _RESOLVE[lock])
+
+
+async def _walk(tx: Tx, member_id: uuid.UUID, read: BatchRead) -> uuid.UUID | None:
     current = member_id
-    read = _RESOLVE[lock]
     for _ in range(_MAX_HOPS):
         rows = await read.fetch(tx, tenant_id=tx.tenant_id, id=current)
         if not rows:

@@ -52,7 +52,7 @@ from gateway.errors import (
     NotEligible,
     NotFound,
 )
-from gateway.identity.reads import get_members, resolve
+from gateway.identity.reads import get_members, resolve, resolve_exclusive
 from gateway.ids import derived_id, uuid7
 from gateway.ledger import validation as v
 from gateway.mall import stock as stock_counter
@@ -492,25 +492,9 @@ async def offers(
 
 
 async def _lock_member(tx: Tx, member_id: uuid.UUID) -> uuid.UUID | None:
-    """Like ``identity.reads.resolve(lock=True)`` but exclusive: that one takes ``FOR SHARE``
-    (writers of *other* kinds may share a member), which would let two redemptions of the same
-    member read the same limits at once — and upgrading a shared lock deadlocks. ``FOR NO KEY
-    UPDATE`` conflicts with itself and with a merge's ``FOR UPDATE``, not with inserts that
-    merely reference the member."""
-    current = member_id
-    for _ in range(4):
-        stmt = select(M.c.status, M.c.merged_into).where(
-            M.c.tenant_id == tx.tenant_id, M.c.id == current
-        )
-        if tx.is_postgres:
-            stmt = stmt.with_for_update(key_share=True)
-        row = (await tx.conn.execute(stmt)).first()
-        if row is None:
-            return None
-        if row.status != "merged" or row.merged_into is None:
-            return current
-        current = row.merged_into
-    return None
+    """The active member ``member_id`` stands for, locked exclusively (see
+    :func:`gateway.identity.reads.resolve_exclusive`); ``None`` when unknown."""
+    return await resolve_exclusive(tx, member_id)
 
 
 def _check_request(reward: object, mode: object, quantity: object, idem_key: object) -> None:

@@ -598,3 +598,76 @@ GLOBAL_TABLES = ("tenant",)
 TENANT_TABLES = tuple(
     t.name for t in SQLModel.metadata.sorted_tables if t.name not in GLOBAL_TABLES
 )
+
+
+class CouponTemplate(SQLModel, table=True):
+    """A kind of coupon a brand issues (``gateway.coupons.templates``).
+
+    ``kind``: ``amount_off`` (``threshold_fen`` + ``off_fen``), ``percent_off`` (``percent`` +
+    ``cap_fen``, optional ``threshold_fen``), ``gift`` (``gift_sku``) or ``shipping``.
+    ``validity``: ``fixed`` (``starts_at`` / ``ends_at``) or ``relative`` (``valid_days`` from
+    issue). Scopes (``channels``, ``store_codes``, ``categories``) are JSON lists; null = all.
+    ``issued`` is the guarded issuance counter (``UPDATE … WHERE issued < total_limit``).
+    """
+
+    __tablename__ = "coupon_template"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_coupon_template_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    threshold_fen: int = _money()
+    off_fen: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    percent: int | None = Field(default=None, nullable=True)
+    cap_fen: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    gift_sku: str | None = Field(default=None, max_length=64, nullable=True)
+    validity: str = Field(max_length=16)
+    starts_at: datetime | None = _ts(nullable=True)
+    ends_at: datetime | None = _ts(nullable=True)
+    valid_days: int | None = Field(default=None, nullable=True)
+    channels: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    store_codes: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    categories: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    stackable: bool = Field(default=False)
+    total_limit: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    per_member_limit: int | None = Field(default=None, nullable=True)
+    returnable_on_refund: bool = Field(default=False)
+    active: bool = Field(default=True)
+    issued: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Coupon(SQLModel, table=True):
+    """One issued coupon: ``issued`` → ``redeemed`` (→ ``issued`` again when returned on
+    refund) | ``expired`` | ``void``. ``code`` is unguessable and unique per tenant
+    (``gateway.coupons.codes``); ``idem_key`` makes issuance idempotent and ``redeem_key`` the
+    redemption."""
+
+    __tablename__ = "coupon"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", name="uq_coupon_code"),
+        UniqueConstraint("tenant_id", "idem_key", name="uq_coupon_idem_key"),
+        UniqueConstraint("tenant_id", "redeem_key", name="uq_coupon_redeem_key"),
+        Index("ix_coupon_member", "tenant_id", "member_id", "template_id"),
+        Index("ix_coupon_order", "tenant_id", "order_ref"),
+    )
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    template_id: uuid.UUID
+    member_id: uuid.UUID
+    code: str = Field(max_length=16)
+    status: str = Field(default="issued", max_length=16)
+    valid_from: datetime = _ts()
+    valid_until: datetime = _ts()
+    issued_at: datetime = _ts()
+    source: str = Field(max_length=64)
+    idem_key: str = Field(max_length=128)
+    request_hash: str = Field(max_length=64)
+    redeemed_at: datetime | None = _ts(nullable=True)
+    order_ref: str | None = Field(default=None, max_length=128, nullable=True)
+    discount_fen: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    redeem_key: str | None = Field(default=None, max_length=128, nullable=True)
+    returned_from: str | None = Field(default=None, max_length=128, nullable=True)
+    updated_at: datetime = _ts()
