@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
@@ -31,8 +30,8 @@ from plugins.testing import (
     registry,
     snapshot,
 )
+from tests.plugins.support import lines_of, sh
 
-SH = ZoneInfo("Asia/Shanghai")
 EXAMPLE = Path(bakery.__file__).with_name("config.example.yaml")
 DEFAULTS_ONLY = {
     "tiers": {"rule": "bakery_tiers"},
@@ -49,17 +48,8 @@ BRIOCHE = TierView("brioche", "Brioche", 2, 125, 9_500)
 CROISSANT = TierView("croissant", "Croissant d'Or", 3, 150, 9_000)
 
 
-def sh(*args: int) -> datetime:
-    """A Shanghai wall-clock time (timezone-aware)."""
-    return datetime(*args, tzinfo=SH)  # type: ignore[misc]
-
-
 def example() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
-
-
-def lines_of(history) -> list[tuple[datetime, str, str | None, str]]:
-    return [(h.at, h.change, h.from_tier, h.to_tier) for h in history]
 
 
 # ---- the package and its configs ------------------------------------------------------------

@@ -9,7 +9,6 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
@@ -32,8 +31,8 @@ from plugins.testing import (
     registry,
     snapshot,
 )
+from tests.plugins.support import SH, lines_of, sh
 
-SH = ZoneInfo("Asia/Shanghai")
 EXAMPLE = Path(classic.__file__).with_name("config.example.yaml")
 DEFAULTS_ONLY = {
     "tiers": {"rule": "classic_tiers"},
@@ -48,17 +47,8 @@ GOLD = TierView("gold", "Gold", 2, 150, 9_500)
 PLATINUM = TierView("platinum", "Platinum", 3, 200, 9_000)
 
 
-def sh(*args: int) -> datetime:
-    """A Shanghai wall-clock time (timezone-aware)."""
-    return datetime(*args, tzinfo=SH)  # type: ignore[misc]
-
-
 def example() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
-
-
-def lines_of(history) -> list[tuple[datetime, str, str | None, str]]:
-    return [(h.at, h.change, h.from_tier, h.to_tier) for h in history]
 
 
 # ---- the package and its configs ------------------------------------------------------------
