@@ -652,6 +652,9 @@ class Coupon(SQLModel, table=True):
         UniqueConstraint("tenant_id", "redeem_key", name="uq_coupon_redeem_key"),
         Index("ix_coupon_member", "tenant_id", "member_id", "template_id"),
         Index("ix_coupon_order", "tenant_id", "order_ref"),
+        # Per-template statistics and the bulk job's skip check; the expiry sweeper.
+        Index("ix_coupon_template", "tenant_id", "template_id", "status"),
+        Index("ix_coupon_expiry", "tenant_id", "status", "valid_until"),
     )
     tenant_id: uuid.UUID = Field(primary_key=True)
     id: uuid.UUID = Field(primary_key=True)
@@ -670,4 +673,100 @@ class Coupon(SQLModel, table=True):
     discount_fen: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
     redeem_key: str | None = Field(default=None, max_length=128, nullable=True)
     returned_from: str | None = Field(default=None, max_length=128, nullable=True)
+    # Where and on what it was redeemed, as the redeemer reported the order (statistics by
+    # channel and store, revenue driven); cleared again when the coupon is returned on refund.
+    redeemed_channel: str | None = Field(default=None, max_length=32, nullable=True)
+    redeemed_store: str | None = Field(default=None, max_length=64, nullable=True)
+    order_total_fen: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
+    # When the "expiring soon" event went out (the sweeper sends it once per coupon).
+    expiry_notified_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts()
+
+
+class CouponIssueJob(SQLModel, table=True):
+    """Bulk issuance of one template to a segment (``gateway.coupons.bulk``).
+
+    Resumable: members are visited in ``member_id`` order after ``cursor`` and each issue's
+    idempotency key is derived from (job, member), so a crashed or re-run job never issues twice
+    to one member. ``status``: ``pending`` | ``running`` | ``done`` | ``failed`` | ``cancelled``.
+    """
+
+    __tablename__ = "coupon_issue_job"
+    __table_args__ = (UniqueConstraint("tenant_id", "idem_key", name="uq_coupon_issue_job_key"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    template_id: uuid.UUID
+    segment_id: uuid.UUID
+    idem_key: str = Field(max_length=128)
+    status: str = Field(default="pending", max_length=16)
+    cursor: uuid.UUID | None = Field(default=None, nullable=True)
+    total: int = Field(default=0, sa_type=BigInteger)
+    processed: int = Field(default=0, sa_type=BigInteger)
+    issued: int = Field(default=0, sa_type=BigInteger)
+    skipped: int = Field(default=0, sa_type=BigInteger)
+    # Refusal reason → count (MEMBER_LIMIT, TOTAL_LIMIT, …) for the operator's progress view.
+    skip_reasons: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    error: str | None = Field(default=None, max_length=500, nullable=True)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class MemberTag(SQLModel, table=True):
+    """A tag on a member (``gateway.tags``): from the scene they joined by (``scene``), from
+    behaviour (``behaviour``, e.g. a category bought), set by staff (``manual``) or by a rule."""
+
+    __tablename__ = "member_tag"
+    __table_args__ = (Index("ix_member_tag_tag", "tenant_id", "tag", "member_id"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    tag: str = Field(primary_key=True, max_length=64)
+    source: str = Field(max_length=16)
+    created_by: str | None = Field(default=None, max_length=64, nullable=True)
+    created_at: datetime = _ts()
+
+
+class Segment(SQLModel, table=True):
+    """A named member filter (``gateway.segments``). A static segment is a snapshot taken when it
+    is built; a dynamic one is re-evaluated by ``memberhub segments refresh`` and its changes
+    emit ``segment.entered`` / ``segment.left`` events."""
+
+    __tablename__ = "segment"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_segment_code"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    id: uuid.UUID = Field(primary_key=True)
+    code: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    filter: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dynamic: bool = Field(default=False)
+    active: bool = Field(default=True)
+    member_count: int = Field(default=0, sa_type=BigInteger)
+    refreshed_at: datetime | None = _ts(nullable=True)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class SegmentMember(SQLModel, table=True):
+    """Current membership of a segment; keyed for keyset walks in ``member_id`` order."""
+
+    __tablename__ = "segment_member"
+    __table_args__ = (Index("ix_segment_member_member", "tenant_id", "member_id"),)
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    segment_id: uuid.UUID = Field(primary_key=True)
+    member_id: uuid.UUID = Field(primary_key=True)
+    entered_at: datetime = _ts()
+
+
+class JobCursor(SQLModel, table=True):
+    """Where an incremental per-tenant job stopped (tag derivation, triggers, …): ``value`` is
+    the job's own JSON cursor, so a re-run continues instead of rescanning history."""
+
+    __tablename__ = "job_cursor"
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(primary_key=True, max_length=64)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = _ts()
