@@ -430,6 +430,120 @@ EVENT_TYPES: tuple[EventType, ...] = (
         {"month": "YYYY-MM", "day": "int, the day of month"},
         recorded_by=(),
     ),
+    EventType(
+        "member.merged",
+        "Another member record was merged into this one (ONE ID); the subject is the survivor.",
+        {"merged_id": "uuid of the member merged in", "merge_id": "uuid of the merge record"},
+        recorded_by=(),
+    ),
+    EventType(
+        "member.unmerged",
+        "A merge into this member was undone; the subject is the former survivor.",
+        {"restored_id": "uuid of the member split off again", "merge_id": "uuid"},
+        recorded_by=(),
+    ),
+    EventType(
+        "points.changed",
+        "The member's balance on a ledger account changed (earn, spend, hold, refund, expiry, "
+        "adjustment). Not processed by rules.",
+        {
+            "account": "ledger account",
+            "delta": "int, change of the available balance",
+            "available": "int, available balance after the change",
+            "kind": "what moved it (credit, debit, hold, capture, release, expire, reverse, …)",
+            "transfer_id": "uuid of the ledger transfer or hold",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "points.expiring",
+        "Points will expire soon (the scheduled triggers, once per member per expiry date).",
+        {
+            "account": "ledger account",
+            "amount": "int, points expiring on that date",
+            "expires_at": "ISO datetime",
+            "days_left": "int",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "member.dormant",
+        "No purchase for the tenant's configured number of days (the scheduled triggers, once "
+        "per dormant spell: a new order starts a new one).",
+        {"days": "int, the configured threshold", "last_order_at": "ISO datetime"},
+        recorded_by=(),
+    ),
+    EventType(
+        "member.purchase_slowing",
+        "The time since the member's last order exceeds their own usual interval between "
+        "orders by the configured factor (the scheduled triggers, once per spell).",
+        {
+            "usual_interval_days": "number, the member's median interval",
+            "days_since_last": "int",
+            "last_order_at": "ISO datetime",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "coupon.issued",
+        "A coupon was issued to the member. Not processed by rules.",
+        {
+            "coupon_id": "uuid",
+            "template_code": "",
+            "source": "who issued it (api, bulk job, rule, mall, …)",
+            "valid_from": "ISO datetime",
+            "valid_until": "ISO datetime",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "coupon.redeemed",
+        "The member's coupon was used on an order. Not processed by rules.",
+        {
+            "coupon_id": "uuid",
+            "template_code": "",
+            "order_ref": "",
+            "discount_fen": "int",
+            "channel": "",
+            "store_code": "str | None",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "coupon.returned",
+        "A redeemed coupon was given back after its order was refunded.",
+        {"coupon_id": "uuid", "template_code": "", "order_ref": ""},
+        recorded_by=(),
+    ),
+    EventType(
+        "coupon.expiring",
+        "An unused coupon expires soon (the coupon sweeper, once per coupon).",
+        {
+            "coupon_id": "uuid",
+            "template_code": "",
+            "valid_until": "ISO datetime",
+            "days_left": "int",
+        },
+        recorded_by=(),
+    ),
+    EventType(
+        "coupon.expired",
+        "An unused coupon expired (the coupon sweeper).",
+        {"coupon_id": "uuid", "template_code": "", "valid_until": "ISO datetime"},
+        recorded_by=(),
+    ),
+    EventType(
+        "segment.entered",
+        "The member entered a segment (built, refreshed, or added to a static one).",
+        {"segment_id": "uuid", "segment_code": ""},
+        recorded_by=(),
+    ),
+    EventType(
+        "segment.left",
+        "The member left a dynamic segment on refresh (or was removed from a static one).",
+        {"segment_id": "uuid", "segment_code": ""},
+        recorded_by=(),
+    ),
 )
 """Event types every deployment knows."""
 
