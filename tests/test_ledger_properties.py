@@ -22,12 +22,14 @@ from gateway import ledger
 from gateway.errors import HoldNotActive, InsufficientBalance, InvalidInput
 from gateway.storage.db import Database
 from gateway.storage.migrate import upgrade_sync
-from gateway.storage.tables import LedgerTransfer
+from gateway.storage.tables import LedgerBalance, LedgerTransfer, MemberEvent
 from tests.conftest import new_tenant
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MEMBERS = 2
 TRANSFERS = LedgerTransfer.__table__  # type: ignore[attr-defined]
+BALANCES = LedgerBalance.__table__  # type: ignore[attr-defined]
+EVENTS = MemberEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -365,3 +367,27 @@ async def _play(db: Database, tid: uuid.UUID, operations: list[tuple[Any, ...]])
                     want_lots[k] = want_lots.get(k, 0) + lot.remaining
             assert got_lots == want_lots, (i, op)
             assert await ledger.verify(tx) == [], (i, op)
+    await _events_add_up(db, tid)
+
+
+async def _events_add_up(db: Database, tid: uuid.UUID) -> None:
+    """Every balance change was announced: per member and account, the ``points.changed`` deltas
+    add up to the balance row's ``available``, and no event reports a negative balance."""
+    async with db.tenant_tx(tid, write=False) as tx:
+        balances = {
+            (r.member_id, r.account): r.available
+            for r in await tx.conn.execute(select(BALANCES).where(BALANCES.c.tenant_id == tid))
+        }
+        events = (
+            await tx.conn.execute(
+                select(EVENTS.c.member_id, EVENTS.c.payload).where(
+                    EVENTS.c.tenant_id == tid, EVENTS.c.type == "points.changed"
+                )
+            )
+        ).all()
+    sums: dict[tuple[uuid.UUID, str], int] = {}
+    for member_id, p in events:
+        assert p["available"] >= 0
+        key = (member_id, p["account"])
+        sums[key] = sums.get(key, 0) + p["delta"]
+    assert sums == {k: v for k, v in balances.items() if v or k in sums}

@@ -9,6 +9,11 @@ after the merge stay with it).
 
 Chains stay flat: members previously merged into the loser are re-pointed to the survivor, so
 :func:`gateway.identity.reads.resolve` is one hop.
+
+Subscribers learn of both in the same transaction: ``member.merged`` on the survivor (payload
+``merged_id``, ``merge_id``) and, on undo, ``member.unmerged`` on the former survivor
+(``restored_id``, ``merge_id``); ids derive from the merge record, so each happens once. Automatic
+merges by ONE ID resolution (``members.ingest``, the sync runner) come through here too.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from sqlalchemy import and_, delete, insert, select, tuple_, update
 
 from gateway import ledger
 from gateway.errors import InvalidInput, InvalidTransition, NotFound
+from gateway.events import record_event
 from gateway.identity.model import MR, A, I, M, MergeInfo, check_aware, merge_info
 from gateway.identity.profile import FIELDS, Fact, load_facts, wins, write_facts
-from gateway.ids import uuid7
+from gateway.ids import derived_id, uuid7
 from gateway.storage.db import Tx
 from gateway.storage.tables import Order
 from gateway.storage.types import utcnow
@@ -168,6 +174,14 @@ async def merge(
             created_at=now,
         )
     )
+    await record_event(
+        tx,
+        event_id=derived_id(t, "merge", merge_id, "merged"),
+        member_id=survivor_id,
+        type="member.merged",
+        payload={"merged_id": str(loser_id), "merge_id": str(merge_id)},
+        occurred_at=now,
+    )
     return MergeInfo(merge_id, survivor_id, loser_id, now, reason, "merged", None)
 
 
@@ -248,6 +262,14 @@ async def unmerge(
         update(MR)
         .where(MR.c.tenant_id == t, MR.c.id == merge_id)
         .values(status="unmerged", undone_at=now)
+    )
+    await record_event(
+        tx,
+        event_id=derived_id(t, "merge", merge_id, "unmerged"),
+        member_id=survivor_id,
+        type="member.unmerged",
+        payload={"restored_id": str(loser_id), "merge_id": str(merge_id)},
+        occurred_at=now,
     )
     info = merge_info(rec)
     return MergeInfo(info.id, survivor_id, loser_id, info.created_at, info.reason, "unmerged", now)

@@ -1,9 +1,10 @@
 """Credits: every credit is a lot.
 
 The hot path (earning) is one statement on PostgreSQL: a data-modifying CTE inserts the transfer
-(claiming the idempotency key with ``ON CONFLICT DO NOTHING``) and upserts the balance row only if
-the insert happened. SQLite has no DML in CTEs, so it runs the same two steps back to back inside
-its already-serialised write transaction.
+(claiming the idempotency key with ``ON CONFLICT DO NOTHING``), upserts the balance row and records
+the ``points.changed`` event (with the balance after the change) only if the insert happened — so
+the event costs no extra round trip. SQLite has no DML in CTEs, so it runs the same three steps
+back to back inside its already-serialised write transaction.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, bindparam, literal, select
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import IdempotencyKeyReused
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
+from gateway.ledger.events import Change, emit
+from gateway.ledger.events import event_id as points_event_id
 from gateway.ledger.models import TransferResult, transfer_result
-from gateway.ledger.store import B, T, add_to_balance, transfer_by_key
+from gateway.ledger.store import T, add_to_balance, transfer_by_key
 from gateway.storage.db import Tx
 
 
@@ -99,7 +102,11 @@ async def credit(
         "created_at": now,
     }
     if tx.driver is not None:
-        claimed = await tx.driver.fetchval(_PG_CREDIT, *(params[c] for c in _PG_COLUMNS))
+        claimed = await tx.driver.fetchval(
+            _PG_CREDIT,
+            *(params[c] for c in _PG_COLUMNS),
+            points_event_id(tx.tenant_id, transfer_id, kind),
+        )
         if claimed is not None:
             return TransferResult(
                 id=transfer_id,
@@ -118,11 +125,11 @@ async def credit(
             )
         return await replay(tx, idem_key, fingerprint)
     row = (await tx.conn.execute(_credit_statement(tx.dialect), params)).first()
-    if row is not None and not tx.is_postgres:
-        await add_to_balance(tx, member_id, account, now, available=amount)
-    if row is not None:
-        return transfer_result(row)
-    return await replay(tx, idem_key, fingerprint)
+    if row is None:
+        return await replay(tx, idem_key, fingerprint)
+    after = await add_to_balance(tx, member_id, account, now, available=amount)
+    await emit(tx, [Change(member_id, account, amount, after, kind, transfer_id)], now)
+    return transfer_result(row)
 
 
 _PG_COLUMNS = tuple(c.name for c in T.c)
@@ -131,62 +138,44 @@ WITH ins AS (
     INSERT INTO ledger_transfer ({", ".join(_PG_COLUMNS)})
     VALUES ({", ".join(f"${i}" for i in range(1, len(_PG_COLUMNS) + 1))})
     ON CONFLICT (tenant_id, idem_key) DO NOTHING
-    RETURNING id, tenant_id, member_id, account, amount, created_at
+    RETURNING id, tenant_id, member_id, account, kind, amount, created_at
 ), bal AS (
     INSERT INTO ledger_balance (tenant_id, member_id, account, available, held, updated_at)
     SELECT tenant_id, member_id, account, amount, 0, created_at FROM ins
     ON CONFLICT (tenant_id, member_id, account)
     DO UPDATE SET available = ledger_balance.available + excluded.available,
                   updated_at = excluded.updated_at
+    RETURNING available
+), ev AS (
+    INSERT INTO member_event (tenant_id, id, member_id, type, payload, occurred_at, created_at)
+    SELECT ins.tenant_id, ${len(_PG_COLUMNS) + 1}, ins.member_id, 'points.changed',
+        json_build_object('account', ins.account, 'delta', ins.amount,
+            'available', bal.available, 'kind', ins.kind, 'transfer_id', ins.id::text),
+        ins.created_at, clock_timestamp()
+    FROM ins, bal
+    ON CONFLICT DO NOTHING
 )
 SELECT id FROM ins
 """
 """The PostgreSQL credit as one statement, sent straight to asyncpg (a prepared statement in its
-cache): claim the key and, only if claimed, add to the balance row. Same SQL as
-``_credit_statement("postgresql")``, without SQLAlchemy's per-call compile-cache and result
-machinery, which profiling showed to cost more CPU than the round trip itself."""
+cache): claim the key and, only if claimed, add to the balance row and record ``points.changed``
+(the last parameter is its derived id; ``created_at`` is the wall clock, as for every event).
+Written as SQL text rather than built with SQLAlchemy: its per-call compile-cache and result
+machinery cost more CPU than the round trip itself."""
 
 
 @cache
 def _credit_statement(dialect: str) -> Any:
-    """The credit statement, built once per dialect with bind parameters.
-
-    Building a CTE statement costs more Python than the database round trip, so the hot path only
-    executes this prebuilt object (SQLAlchemy's compiled cache does the rest). On PostgreSQL it is
-    ``WITH ins AS (INSERT … ON CONFLICT DO NOTHING RETURNING *), bal AS (INSERT INTO
-    ledger_balance SELECT … FROM ins ON CONFLICT DO UPDATE …) SELECT * FROM ins``: one round trip,
-    and the balance changes only when the key was really claimed. SQLite has no DML in CTEs, so
-    there it is the bare claiming INSERT and the balance upsert follows as a second statement.
-    """
+    """The claiming INSERT of the SQLAlchemy path (SQLite; PostgreSQL without a driver
+    connection), built once per dialect: building a statement costs more Python than running it.
+    The balance upsert and the event follow as separate statements."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    ins = (
+    return (
         insert(T)
         .values({c.name: bindparam(c.name, type_=c.type) for c in T.c})
         .on_conflict_do_nothing(index_elements=[T.c.tenant_id, T.c.idem_key])
         .returning(*T.c)
     )
-    if dialect != "postgresql":
-        return ins
-    claimed = ins.cte("ins")
-    bal = pg_insert(B).from_select(
-        ["tenant_id", "member_id", "account", "available", "held", "updated_at"],
-        select(
-            claimed.c.tenant_id,
-            claimed.c.member_id,
-            claimed.c.account,
-            claimed.c.amount,
-            literal(0, BigInteger),
-            claimed.c.created_at,
-        ),
-    )
-    bal = bal.on_conflict_do_update(
-        index_elements=[B.c.tenant_id, B.c.member_id, B.c.account],
-        set_={
-            "available": B.c.available + bal.excluded.available,
-            "updated_at": bal.excluded.updated_at,
-        },
-    )
-    return select(claimed).add_cte(bal.cte("bal"))
 
 
 async def replay(tx: Tx, idem_key: str, fingerprint: str) -> TransferResult:

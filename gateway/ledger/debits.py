@@ -19,6 +19,7 @@ from gateway.errors import InsufficientBalance, InvalidInput
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
 from gateway.ledger.credits import replay
+from gateway.ledger.events import Change, emit
 from gateway.ledger.models import TransferResult, transfer_result
 from gateway.ledger.store import (
     B,
@@ -87,13 +88,15 @@ async def debit(
         # A replay must return the original even if the balance has been spent since.
         return await replay(tx, idem_key, fingerprint)
 
+    after: int | None = None
     if allow_shortfall:
         await lock_balances(tx, [(member_id, account)])
         draws, short = plan(await spendable_lots(tx, member_id, account, now), amount)
         taken = amount - short
     else:
         taken, short = amount, 0
-        if not await _reserve(tx, member_id, account, amount, now):
+        after = await _reserve(tx, member_id, account, amount, now)
+        if after is None:
             return await _refuse(tx, member_id, account, amount, now, idem_key, fingerprint)
         draws, missing = plan(await spendable_lots(tx, member_id, account, now), amount)
         if missing:
@@ -130,7 +133,13 @@ async def debit(
         if not allow_shortfall:
             await add_to_balance(tx, member_id, account, now, available=amount)
         return await replay(tx, idem_key, fingerprint)
-    await _apply_draws(tx, transfer_id, member_id, account, draws, now, charge=allow_shortfall)
+    charged = await _apply_draws(
+        tx, transfer_id, member_id, account, draws, now, charge=allow_shortfall
+    )
+    if taken:
+        after = charged if allow_shortfall else after
+        assert after is not None
+        await emit(tx, [Change(member_id, account, -taken, after, kind, transfer_id)], now)
     return transfer_result(row)
 
 
@@ -154,8 +163,11 @@ async def _refuse(
     )
 
 
-async def _reserve(tx: Tx, member_id: uuid.UUID, account: str, amount: int, now: datetime) -> bool:
-    """The guarded decrement: true if the row had ``amount`` available (and now has less)."""
+async def _reserve(
+    tx: Tx, member_id: uuid.UUID, account: str, amount: int, now: datetime
+) -> int | None:
+    """The guarded decrement: the new ``available`` if the row had ``amount`` available, else
+    ``None`` (nothing changed)."""
     stmt = (
         update(B)
         .where(
@@ -167,7 +179,8 @@ async def _reserve(tx: Tx, member_id: uuid.UUID, account: str, amount: int, now:
         .values(available=B.c.available - amount, updated_at=now)
         .returning(B.c.available)
     )
-    return (await tx.conn.execute(stmt)).first() is not None
+    row = (await tx.conn.execute(stmt)).first()
+    return None if row is None else int(row[0])
 
 
 async def _apply_draws(
@@ -179,9 +192,12 @@ async def _apply_draws(
     now: datetime,
     *,
     charge: bool,
-) -> None:
+) -> int | None:
+    """Draw the lots; with ``charge``, also take the total off the balance row and return its new
+    ``available`` (``None`` when nothing was charged)."""
     await draw_lots(tx, draws)
     await add_allocations(tx, owner_id, draws)
     total = sum(a for _, a in draws)
     if charge and total:
-        await add_to_balance(tx, member_id, account, now, available=-total)
+        return await add_to_balance(tx, member_id, account, now, available=-total)
+    return None

@@ -4,6 +4,11 @@ Holds go first because a released hold may give points back to a lot that has ex
 that lot is then expired in the same sweep. Each expired lot gets its own ``expire`` transfer
 (counterparty ``sys:expiry``, ``related_id`` = the lot) with an allocation on that lot, so the
 history says exactly which earn expired, and ``verify`` checks expiries like any other debit.
+
+Events: one ``points.changed`` per member and account per sweep (``kind`` ``expire``, the whole
+amount that expired, ``transfer_id`` = the first of that member's ``expire`` transfers in the
+sweep) — a subscriber sends one "your points expired" message, not one per lot — and one per
+expired hold (``kind`` ``hold_expired``, ``transfer_id`` = the hold).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy import select, update
 
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
+from gateway.ledger.events import Change, emit
 from gateway.ledger.holds import give_back
 from gateway.ledger.models import ExpireReport
 from gateway.ledger.store import (
@@ -60,7 +66,7 @@ async def expire_due(tx: Tx, *, now: datetime | None = None) -> ExpireReport:
         return ExpireReport(0, 0, 0)
     await lock_balances(tx, pairs)
     if expired_holds:
-        await give_back(tx, expired_holds, now)
+        await give_back(tx, expired_holds, now, kind="hold_expired")
 
     # Read the due lots only now: under the balance locks, after the holds gave points back.
     lots = list(
@@ -83,8 +89,10 @@ async def _expire_lots(tx: Tx, lots: list[Any], now: datetime) -> None:
     transfers: list[dict[str, Any]] = []
     allocations: list[dict[str, Any]] = []
     per_balance: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
+    first_transfer: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
     for lot in lots:
         transfer_id = uuid7()
+        first_transfer.setdefault((lot.member_id, lot.account), transfer_id)
         transfers.append(
             {
                 "tenant_id": tx.tenant_id,
@@ -124,5 +132,9 @@ async def _expire_lots(tx: Tx, lots: list[Any], now: datetime) -> None:
         await tx.conn.execute(
             update(T).where(T.c.tenant_id == tx.tenant_id, T.c.id.in_(part)).values(remaining=0)
         )
+    changes: list[Change] = []
     for (member_id, account), total in sorted(per_balance.items(), key=lambda i: str(i[0])):
-        await add_to_balance(tx, member_id, account, now, available=-total)
+        after = await add_to_balance(tx, member_id, account, now, available=-total)
+        first = first_transfer[(member_id, account)]
+        changes.append(Change(member_id, account, -total, after, "expire", first))
+    await emit(tx, changes, now)

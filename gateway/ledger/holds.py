@@ -25,6 +25,7 @@ from gateway.errors import (
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
 from gateway.ledger.credits import replay
+from gateway.ledger.events import Change, emit
 from gateway.ledger.merge import _move
 from gateway.ledger.models import HoldResult, TransferResult, hold_result, transfer_result
 from gateway.ledger.store import (
@@ -139,6 +140,8 @@ async def hold(
         )
     await draw_lots(tx, draws)
     await add_allocations(tx, hold_id, draws)
+    assert reserved is not None
+    await emit(tx, [Change(member_id, account, -amount, int(reserved[0]), "hold", hold_id)], now)
     return hold_result(row)
 
 
@@ -222,7 +225,7 @@ async def capture(
         raise IdempotencyKeyReused("idempotency key already used for a different request")
 
     spent, back = _split(await allocations_of(tx, [hold_id]), captured)
-    await add_to_balance(
+    after = await add_to_balance(
         tx,
         flipped.member_id,
         flipped.account,
@@ -232,6 +235,11 @@ async def capture(
     )
     await return_to_lots(tx, back)
     await add_allocations(tx, transfer_id, spent)
+    # Always announced, even a full capture (delta 0): the held points are now spent.
+    change = Change(
+        flipped.member_id, flipped.account, flipped.amount - captured, after, "capture", transfer_id
+    )
+    await emit(tx, [change], now)
     return hold_result(flipped), transfer_result(row)
 
 
@@ -307,7 +315,7 @@ async def release(
         if current.release_key == idem_key:  # a concurrent same-key release won
             return _release_replay(current, fingerprint)
         raise HoldNotActive(f"hold is {current.status}", status=current.status)
-    await give_back(tx, [flipped], now)
+    await give_back(tx, [flipped], now, kind="release")
     return hold_result(flipped)
 
 
@@ -317,14 +325,21 @@ def _release_replay(row: Any, fingerprint: str) -> HoldResult:
     return hold_result(row, replayed=True)
 
 
-async def give_back(tx: Tx, holds: list[Any], now: datetime) -> None:
+async def give_back(tx: Tx, holds: list[Any], now: datetime, *, kind: str) -> None:
     """Return whole holds to their lots and move them from ``held`` back to ``available``
-    (release and expiry). Balance rows are touched in sorted order, before any lot."""
-    per_balance: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
+    (release and expiry; ``kind`` names it in the ``points.changed`` events, one per hold).
+    Balance rows are touched in sorted order, before any lot."""
+    per_balance: dict[tuple[uuid.UUID, str], list[Any]] = defaultdict(list)
     for h in holds:
-        per_balance[(h.member_id, h.account)] += h.amount
-    for (member_id, account), total in sorted(per_balance.items(), key=lambda i: str(i[0])):
-        await add_to_balance(tx, member_id, account, now, available=total, held=-total)
+        per_balance[(h.member_id, h.account)].append(h)
+    changes: list[Change] = []
+    for (member_id, account), group in sorted(per_balance.items(), key=lambda i: str(i[0])):
+        total = sum(h.amount for h in group)
+        after = await add_to_balance(tx, member_id, account, now, available=total, held=-total)
+        for h in reversed(group):  # the balance after each hold's share, in hold order
+            changes.append(Change(member_id, account, h.amount, after, kind, h.id))
+            after -= h.amount
+    await emit(tx, changes, now)
     allocations = await allocations_of(tx, [h.id for h in holds])
     await return_to_lots(tx, [(a.lot_id, a.amount) for a in allocations])
     await _forward_to_survivors(tx, holds, allocations, now)

@@ -13,6 +13,9 @@ is recorded as ``shortfall`` on the ``unmerge_out`` line. When nothing happened 
 members end with exactly their pre-merge balances and per-expiry lot breakdown.
 
 Both are idempotent per ``merge_id``: the idempotency keys are derived from it.
+
+Every move emits ``points.changed`` for both members (``kind`` ``merge_out`` / ``merge_in``,
+``unmerge_…``, ``hold_forward_…``; ``transfer_id`` = the move's ``*_out`` line for both sides).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gateway.errors import InvalidInput
 from gateway.ids import derived_id, uuid7
 from gateway.ledger import validation as v
 from gateway.ledger.accounts import ACCOUNTS
+from gateway.ledger.events import Change, emit
 from gateway.ledger.store import (
     A,
     T,
@@ -262,9 +266,13 @@ async def _move(
         await tx.conn.execute(decrement, [{"lot": lot, "take": amt} for lot, amt in drawn])
     if taken_total:
         first, second = sorted([giver, taker], key=str)
+        changes: list[Change] = []
         for member in (first, second):
             delta = -taken_total if member == giver else taken_total
-            await add_to_balance(tx, member, account, now, available=delta)
+            after = await add_to_balance(tx, member, account, now, available=delta)
+            side = "out" if member == giver else "in"
+            changes.append(Change(member, account, delta, after, f"{kind}_{side}", out_id))
+        await emit(tx, changes, now)
     return {
         "account": account,
         "journal_id": str(journal_id),

@@ -184,21 +184,28 @@ async def add_to_balance(
     *,
     available: int = 0,
     held: int = 0,
-) -> None:
-    """Add to a balance row. Increments upsert (a member's first credit creates the row);
-    anything with a decrement is a plain UPDATE of a row this transaction has locked — an upsert
-    would have its *insert* candidate rejected by the non-negative CHECK constraint."""
+) -> int:
+    """Add to a balance row; returns its ``available`` after the change (for ``points.changed``).
+
+    Increments upsert (a member's first credit creates the row); anything with a decrement is a
+    plain UPDATE of a row this transaction has locked — an upsert would have its *insert*
+    candidate rejected by the non-negative CHECK constraint."""
     if available < 0 or held < 0:
-        result = await tx.conn.execute(
-            update(B)
-            .where(
-                B.c.tenant_id == tx.tenant_id, B.c.member_id == member_id, B.c.account == account
+        row = (
+            await tx.conn.execute(
+                update(B)
+                .where(
+                    B.c.tenant_id == tx.tenant_id,
+                    B.c.member_id == member_id,
+                    B.c.account == account,
+                )
+                .values(available=B.c.available + available, held=B.c.held + held, updated_at=now)
+                .returning(B.c.available)
             )
-            .values(available=B.c.available + available, held=B.c.held + held, updated_at=now)
-        )
-        if result.rowcount != 1:
+        ).first()
+        if row is None:
             raise RuntimeError(f"ledger balance row missing for {member_id}/{account}")
-        return
+        return int(row[0])
     ins = upsert(tx, B).values(
         tenant_id=tx.tenant_id,
         member_id=member_id,
@@ -207,16 +214,15 @@ async def add_to_balance(
         held=held,
         updated_at=now,
     )
-    await tx.conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=[B.c.tenant_id, B.c.member_id, B.c.account],
-            set_={
-                "available": B.c.available + ins.excluded.available,
-                "held": B.c.held + ins.excluded.held,
-                "updated_at": ins.excluded.updated_at,
-            },
-        )
-    )
+    stmt = ins.on_conflict_do_update(
+        index_elements=[B.c.tenant_id, B.c.member_id, B.c.account],
+        set_={
+            "available": B.c.available + ins.excluded.available,
+            "held": B.c.held + ins.excluded.held,
+            "updated_at": ins.excluded.updated_at,
+        },
+    ).returning(B.c.available)
+    return int((await tx.conn.execute(stmt)).scalar_one())
 
 
 async def unexpired_total(tx: Tx, member_id: uuid.UUID, account: str, now: datetime) -> int:

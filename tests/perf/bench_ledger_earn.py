@@ -62,6 +62,35 @@ DO UPDATE SET available = ledger_balance.available + excluded.available,
               updated_at = excluded.updated_at
 """
 
+RAW_EARN_EVENT = """
+WITH ins AS (
+    INSERT INTO ledger_transfer (tenant_id, id, journal_id, member_id, account, kind, amount,
+        counterparty, reason, source, source_ref, idem_key, request_hash, remaining, expires_at,
+        hold_id, related_id, shortfall, created_at)
+    VALUES ($1, $2, $2, $3, 'points', 'earn', $4, 'sys:earn', 'bench', 'bench', NULL, $5, $6, $4,
+        $7, NULL, NULL, 0, $8)
+    ON CONFLICT (tenant_id, idem_key) DO NOTHING
+    RETURNING id, tenant_id, member_id, account, kind, amount, created_at
+), bal AS (
+    INSERT INTO ledger_balance (tenant_id, member_id, account, available, held, updated_at)
+    SELECT tenant_id, member_id, account, amount, 0, created_at FROM ins
+    ON CONFLICT (tenant_id, member_id, account)
+    DO UPDATE SET available = ledger_balance.available + excluded.available,
+                  updated_at = excluded.updated_at
+    RETURNING available
+)
+INSERT INTO member_event (tenant_id, id, member_id, type, payload, occurred_at, created_at)
+SELECT ins.tenant_id, $9, ins.member_id, 'points.changed',
+    json_build_object('account', ins.account, 'delta', ins.amount, 'available', bal.available,
+        'kind', ins.kind, 'transfer_id', ins.id::text), ins.created_at, clock_timestamp()
+FROM ins, bal
+ON CONFLICT DO NOTHING
+"""
+"""Since issue #5 a credit also records its ``points.changed`` outbox event, so by default the raw
+side records the same event (same SQL as ``gateway.ledger.credits``) and the ratio compares equal
+work; ``BENCH_RAW_EVENT=0`` keeps the historical raw shape above (no event) for comparison."""
+RAW_EVENT = os.environ.get("BENCH_RAW_EVENT", "1") != "0"
+
 
 async def _run_phase(worker: Callable[[int], Awaitable[None]], seconds: float) -> float:
     """Run WORKERS loops of ``worker`` until the deadline; returns completed earns per second."""
@@ -131,17 +160,11 @@ async def measure(app_url: str) -> dict[str, object]:
             conn = conns[w]
             async with conn.transaction():
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
-                await conn.execute(
-                    RAW_EARN,
-                    tenant.id,
-                    uuid7(),
-                    member,
-                    10,
-                    uuid7().hex,
-                    "0" * 64,
-                    expiry,
-                    datetime.now(UTC),
-                )
+                args = (tenant.id, uuid7(), member, 10, uuid7().hex, "0" * 64, expiry)
+                if RAW_EVENT:
+                    await conn.execute(RAW_EARN_EVENT, *args, datetime.now(UTC), uuid.uuid4())
+                else:
+                    await conn.execute(RAW_EARN, *args, datetime.now(UTC))
 
         phases = {
             "ledger_spread": lambda w: via_ledger(rng.choice(members)),
@@ -175,6 +198,7 @@ async def measure(app_url: str) -> dict[str, object]:
         return {
             "workers": WORKERS,
             "members": MEMBERS,
+            "raw_records_event": RAW_EVENT,
             "phase_seconds": PHASE_SECONDS,
             **{f"{k}_per_s": round(v) for k, v in rates.items()},
             "ratio_spread": round(rates["ledger_spread"] / rates["raw_spread"], 3),
