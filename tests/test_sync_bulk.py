@@ -213,15 +213,28 @@ async def _state(db: Database, tenant_id: uuid.UUID) -> dict[str, Any]:
                 )
                 for r in await rows(LINE)
             ),
+            # a merged member's key is ("merged into", …): events order by repr, not by value
             "events": sorted(
-                (
-                    ext[uuid.UUID(r.payload["order_id"])],
-                    r.type,
-                    mk(r.member_id),
-                    str(sorted((k, str(v)) for k, v in r.payload.items() if k != "order_id")),
-                    r.occurred_at,
-                )
-                for r in await rows(E)
+                [
+                    (
+                        # member.joined (every new member) has no order; order.paid names its order
+                        ext[uuid.UUID(r.payload["order_id"])] if "order_id" in r.payload else (),
+                        r.type,
+                        mk(r.member_id),
+                        # points.changed names its transfer and member.merged its merge (fresh
+                        # uuid7s on either path); the member merged in is compared by its key
+                        str(
+                            sorted(
+                                (k, str(mk(uuid.UUID(v)) if k == "merged_id" else v))
+                                for k, v in r.payload.items()
+                                if k not in ("order_id", "transfer_id", "merge_id")
+                            )
+                        ),
+                        r.occurred_at,
+                    )
+                    for r in await rows(E)
+                ],
+                key=repr,
             ),
             "transfers": sorted(
                 (

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.errors import InvalidInput
 from gateway.identity.model import IdentifierInput
-from gateway.sync import Identifier, MemberRecord, PointsEventRecord
+from gateway.sync import Identifier, JoinScene, MemberRecord, PointsEventRecord
 
 CARD_CODE_KIND = "wechat_card_code"
 
@@ -46,6 +47,29 @@ def openid_identifiers(
     return ids
 
 
+_QR_PREFIXES = {"store": "store_qr", "guide": "guide", "live": "live", "campaign": "campaign"}
+
+
+def join_scene(info: Mapping[str, Any]) -> JoinScene | None:
+    """The join scene of a follower: a parametric QR code (``ADD_SCENE_QR_CODE``) whose
+    ``qr_scene_str`` follows the brand convention ``store:<code>`` / ``guide:<code>`` /
+    ``live:<room>`` / ``campaign:<code>`` maps to that scene (any other string to ``other``);
+    ``ADD_SCENE_LIVESTREAM`` is ``live``. Search, profile cards and the like are no brand scene."""
+    scene = str(info.get("subscribe_scene") or "")
+    if scene == "ADD_SCENE_LIVESTREAM":
+        return JoinScene("live")
+    qr = str(info.get("qr_scene_str") or "").strip()
+    if scene != "ADD_SCENE_QR_CODE" or not qr:
+        return None
+    prefix, _, ref = qr.partition(":")
+    try:
+        if prefix.lower() in _QR_PREFIXES and ref.strip():
+            return JoinScene(_QR_PREFIXES[prefix.lower()], ref.strip())
+        return JoinScene("other", qr)
+    except InvalidInput:  # too long or odd characters: the scene kind still says something
+        return JoinScene(_QR_PREFIXES.get(prefix.lower(), "other"))
+
+
 def follower_record(
     info: Mapping[str, Any], *, oa_appid: str, open_platform_id: str
 ) -> MemberRecord | None:
@@ -63,6 +87,7 @@ def follower_record(
         ),
         updated_at=subscribed,
         joined_at=subscribed,
+        scene=join_scene(info),
     )
 
 

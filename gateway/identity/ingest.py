@@ -141,11 +141,14 @@ async def ingest(
     key: bytes,
     now: datetime | None = None,
     rules: Any = None,
+    scene: Any = None,
 ) -> IngestResult:
     """Resolve a channel record to one member, creating or merging as ONE ID requires.
 
-    A new member gets a ``member.joined`` event run through the tenant's rules (``rules``: the
-    rule registry, default the installed plugins)."""
+    A new member gets a ``member.joined`` event (run through the tenant's rules when they react
+    to members; ``rules``: the rule registry, default the installed plugins). ``scene`` (a
+    :class:`gateway.tags.scene.JoinScene`) is how the person joined: a *new* member gets its tags
+    and the event carries it; an existing member is not re-tagged."""
     now = check_aware(now, "now") if now is not None else utcnow()
     channel = check_channel(channel)
     idents = _normalise_all(identifiers, key)
@@ -242,9 +245,13 @@ async def ingest(
             .values(updated_at=now)
         )
     if created:
-        # Join gifts and entry tiers: the rule engine reacts to member.joined (recorded only for
-        # tenants whose rules react to members; imported late — rules build on identity).
+        # Webhooks get member.joined for every new member; join gifts and entry tiers react to
+        # it in the rule engine (imported late — rules and tags build on identity).
         from gateway.rules.engine import member_joined
 
-        await member_joined(tx, member_id, channel=channel, at=now, registry=rules)
+        if scene is not None:
+            from gateway.tags.store import scene_tags
+
+            await scene_tags(tx, member_id, scene, now)
+        await member_joined(tx, member_id, channel=channel, at=now, registry=rules, scene=scene)
     return IngestResult(member_id, created, merged_ids, attached)

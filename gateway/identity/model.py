@@ -109,6 +109,10 @@ class MemberFilter:
     identifier_kind: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # A one-column SELECT of member ids the members must be in: how segment filters and segment
+    # membership (``gateway.segments.reads.matching``) narrow the list without this module
+    # knowing their language.
+    within: Any = None
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,8 @@ async def list_members(
         conds.append(M.c.created_at > check_aware(f.created_after, "created_after"))
     if f.created_before is not None:
         conds.append(M.c.created_at < check_aware(f.created_before, "created_before"))
+    if f.within is not None:
+        conds.append(M.c.id.in_(f.within))
     rows = await tx.conn.execute(select(M).where(*conds).order_by(M.c.id).limit(first + 1))
     return [member_row(r) for r in rows]
 

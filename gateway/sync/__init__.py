@@ -30,6 +30,7 @@ from gateway.sync.http import PlatformHttp, RateLimiter, Request, Response, Retr
 from gateway.sync.push import ApplyOutcome, MemberView, PushContext
 from gateway.sync.records import (
     Identifier,
+    JoinScene,
     MemberRecord,
     OrderLineRecord,
     OrderRecord,
@@ -47,6 +48,7 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "Identifier",
+    "JoinScene",
     "MemberRecord",
     "MemberView",
     "OrderLineRecord",

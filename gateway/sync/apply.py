@@ -33,6 +33,7 @@ from gateway.storage.db import Tx
 from gateway.storage.types import utcnow
 from gateway.sync.push import ApplyOutcome, MemberView
 from gateway.sync.records import (
+    JoinScene,
     MemberRecord,
     OrderRecord,
     PointsEventRecord,
@@ -53,6 +54,7 @@ async def _member(
     key: bytes,
     now: datetime,
     rules: RuleRegistry | None = None,
+    scene: JoinScene | None = None,
 ) -> tuple[uuid.UUID, bool]:
     result = await members.ingest(
         tx,
@@ -62,6 +64,7 @@ async def _member(
         key=key,
         now=now,
         rules=rules,
+        scene=scene,
     )
     return result.member_id, result.created
 
@@ -74,7 +77,9 @@ async def apply_member(
     now: datetime,
     rules: RuleRegistry | None = None,
 ) -> ApplyOutcome:
-    member_id, created = await _member(tx, channel, rec.identifiers, rec.profile, key, now, rules)
+    member_id, created = await _member(
+        tx, channel, rec.identifiers, rec.profile, key, now, rules, rec.scene
+    )
     return ApplyOutcome("member", rec.external_id, "created" if created else "updated", member_id)
 
 

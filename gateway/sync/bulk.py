@@ -20,7 +20,10 @@ How:
    rule, ``record_order``'s insert path and the earning path (each rule set sees the member's
    balances including earlier credits of the batch).
 4. The segment's writes go out as multi-row statements (orders, members, identities, attributes,
-   member updates, lines, events, ledger transfers, balances).
+   member updates, lines, events — ``member.joined`` for new members and ``order.paid`` —,
+   ledger transfers, balances), then one read of the balance rows just written and one insert
+   of the credits' ``points.changed`` events (the same ids, payloads and balance after each
+   credit as ``ledger.credit`` records them one by one).
 
 Whatever the simulation does not model stops the segment and goes through the per-record path
 on its own: a record whose identifiers belong to more than one member (a merge), an order that
@@ -54,10 +57,11 @@ from gateway.identity.ingest import MAX_IDENTIFIERS, _owners, lock_key
 from gateway.identity.model import A, I, M, check_aware, check_channel
 from gateway.identity.profile import Fact, column_value, load_facts, profile_facts, wins
 from gateway.ids import derived_id, uuid7
+from gateway.ledger import events as points
 from gateway.ledger import validation as v
 from gateway.ledger.store import B, T
 from gateway.rules import config as rule_config
-from gateway.rules.engine import _checked
+from gateway.rules.engine import _checked, joined_payload
 from gateway.rules.hookspecs import EventView, Intent, MemberSnapshot
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.sql import in_ids, upsert_insert
@@ -427,6 +431,18 @@ def _commit(
                 "created_at": now,
                 "updated_at": now,
             }
+            # Every new member's member.joined, as ``members.ingest`` records it (this path only
+            # runs for bulk-safe configs, where no rule reacts to it).
+            seg.events.append(
+                {
+                    "tenant_id": tid,
+                    "id": derived_id(tid, "member", mid, "joined"),
+                    "member_id": mid,
+                    "type": "member.joined",
+                    "payload": joined_payload(channel),
+                    "occurred_at": now,
+                }
+            )
         for n in plan.new_idents:
             own[(n.kind, n.scope, n.value)] = (mid, created_at[mid])
             seg.identities.append(
@@ -716,4 +732,51 @@ async def _write(tx: Tx, seg: _Segment, now: datetime) -> bool:
             "available = ledger_balance.available + excluded.available, "
             "updated_at = excluded.updated_at",
         )
+        await _points_changed(tx, seg, now)
     return True
+
+
+async def _points_changed(tx: Tx, seg: _Segment, now: datetime) -> None:
+    """``points.changed`` for every credit of the segment, as ``ledger.credit`` records them:
+    one read of the balance rows just upserted (locked by this transaction, so exact), then the
+    ``available`` after each credit is the final value minus the later credits of the segment,
+    and one multi-row insert."""
+    member_ids = list({mid for mid, _ in seg.balances})
+    final: dict[tuple[uuid.UUID, str], int] = {
+        (r[0], r[1]): int(r[2])
+        for r in await tx.conn.execute(
+            select(B.c.member_id, B.c.account, B.c.available).where(
+                B.c.tenant_id == tx.tenant_id, in_ids(B.c.member_id, tx.dialect)
+            ),
+            {"ids": member_ids},
+        )
+    }
+    changes: list[points.Change] = []
+    for row in reversed(seg.transfers):
+        bk = (row["member_id"], row["account"])
+        changes.append(
+            points.Change(
+                row["member_id"], row["account"], row["amount"], final[bk], row["kind"], row["id"]
+            )
+        )
+        final[bk] -= row["amount"]
+    created = utcnow()
+    tid = tx.tenant_id
+    await _insert(
+        tx,
+        E,
+        [
+            {
+                "tenant_id": tid,
+                "id": points.event_id(tid, c.transfer_id, c.kind),
+                "member_id": c.member_id,
+                "type": points.POINTS_CHANGED,
+                "payload": points.payload(c),
+                "occurred_at": now,
+                "created_at": created,
+            }
+            for c in reversed(changes)
+        ],
+        upsert_insert(tx, E).on_conflict_do_nothing(),
+        "ON CONFLICT DO NOTHING",
+    )

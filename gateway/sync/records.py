@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from gateway.identity.model import IdentifierInput, ProfileInput
+from gateway.tags.scene import JoinScene
 
 SCHEMA_VERSION = 1
 MAX_FEN = 10**12
@@ -97,6 +98,9 @@ class MemberRecord:
     ``external_id`` is the channel's own id for the person (primary key of member streams);
     ``updated_at`` is the replication key. ``level`` and ``points`` are the channel's own view,
     kept for display and reconciliation; they do not move the ledger (points events do).
+    ``scene`` is how the person joined (store QR code, guide, live room, campaign), when the
+    channel knows it: a member *created* by this record gets the scene's tags and the scene in its
+    ``member.joined`` event (an existing member is not re-tagged).
     """
 
     record_type: ClassVar[str] = "member"
@@ -109,9 +113,12 @@ class MemberRecord:
     joined_at: datetime | None = None
     level: str | None = None
     points: int | None = None
+    scene: JoinScene | None = None
 
     def __post_init__(self) -> None:
         _key(self.external_id, "external_id")
+        if self.scene is not None and not isinstance(self.scene, JoinScene):
+            raise RecordError("scene must be a JoinScene")
         _idents(self.identifiers, "identifiers")
         if not self.identifiers:
             raise RecordError("a member record needs at least one identifier")
@@ -121,7 +128,7 @@ class MemberRecord:
             raise RecordError("profile must be a Profile")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "type": "member",
             "schema_version": SCHEMA_VERSION,
             "external_id": self.external_id,
@@ -132,6 +139,10 @@ class MemberRecord:
             "level": self.level,
             "points": self.points,
         }
+        if self.scene is not None:
+            # Optional and only present when known: a document without it is the original v1.
+            doc["scene"] = self.scene.payload()
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +339,7 @@ __all__ = [
     "RECORD_TYPES",
     "SCHEMA_VERSION",
     "Identifier",
+    "JoinScene",
     "MemberRecord",
     "OrderLineRecord",
     "OrderRecord",
