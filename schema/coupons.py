@@ -4,35 +4,45 @@ redemption against an order at the till (pos).
 Idempotency lives in the domain: ``issueCoupon`` and ``redeemCoupon`` carry their own keys (and a
 coupon redeemed again for the same order answers the original discount), so a retried request is
 safe without the generic idempotency store. Another tenant's code is indistinguishable from a
-missing one (``NotEligibleError`` with reason ``NOT_FOUND``).
+missing one (``CouponNotEligibleError`` with reason ``NOT_FOUND``). Every refusal of the coupon
+system is one type, ``CouponNotEligibleError { reason }``, whose ``reason`` enum lists them all
+(:data:`gateway.coupons.REASONS`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from gateway import coupons
-from gateway.errors import DomainError
+from gateway.coupons import reads as coupon_reads
+from gateway.errors import DomainError, NotEligible, NotFound
 from gateway.storage.types import utcnow
 from gateway.tenancy import Scope
-from schema.context import ctx_of
+from schema.context import RequestContext, ctx_of
 from schema.errors import (
     Error,
     IdempotencyKeyReusedError,
     InvalidInputError,
     InvalidTransitionError,
-    NotEligibleError,
     NotFoundError,
     PermissionDeniedError,
     to_graphql_error,
 )
-from schema.relay import global_id
-from schema.rules import resolve_member, result_union
+from schema.loaders import peek
+from schema.relay import check_first, decode_id, global_id
+from schema.rules import _actor, resolve_member, result_union
+
+log = logging.getLogger(__name__)
 
 
 @strawberry.enum(
@@ -60,6 +70,112 @@ class CouponStatus(StrEnum):
     REDEEMED = "redeemed"
     EXPIRED = "expired"
     VOID = "void"
+
+
+@strawberry.enum(
+    description="Why a coupon cannot be issued, used or given back (CouponNotEligibleError). "
+    "Issuing: INACTIVE (template not being issued), EXPIRED (its fixed window is over), "
+    "MEMBER_LIMIT, TOTAL_LIMIT. Validating and redeeming: NOT_FOUND (no such code in this "
+    "brand), EXPIRED, NOT_STARTED, VOID, WRONG_CHANNEL, WRONG_STORE, CATEGORY_NOT_COVERED, "
+    "THRESHOLD_NOT_MET, ALREADY_REDEEMED, NOT_YOURS, NOT_STACKABLE. Returning on refund: "
+    "NOT_RETURNABLE."
+)
+class CouponRefusal(StrEnum):
+    NOT_FOUND = "NOT_FOUND"
+    EXPIRED = "EXPIRED"
+    NOT_STARTED = "NOT_STARTED"
+    WRONG_CHANNEL = "WRONG_CHANNEL"
+    WRONG_STORE = "WRONG_STORE"
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"
+    ALREADY_REDEEMED = "ALREADY_REDEEMED"
+    NOT_YOURS = "NOT_YOURS"
+    CATEGORY_NOT_COVERED = "CATEGORY_NOT_COVERED"
+    VOID = "VOID"
+    NOT_STACKABLE = "NOT_STACKABLE"
+    NOT_RETURNABLE = "NOT_RETURNABLE"
+    INACTIVE = "INACTIVE"
+    TOTAL_LIMIT = "TOTAL_LIMIT"
+    MEMBER_LIMIT = "MEMBER_LIMIT"
+
+
+assert {r.value for r in CouponRefusal} == set(coupons.REASONS)
+
+
+@strawberry.type(
+    description="The coupon cannot be issued, used or given back; `reason` says why (code "
+    "NOT_ELIGIBLE). Nothing was written."
+)
+class CouponNotEligibleError(Error):
+    reason: CouponRefusal = strawberry.field(description="Why, as a stable code.")
+
+
+@strawberry.type(description="Redemptions on one channel or in one store.")
+class CouponStatsSlice:
+    key: str | None = strawberry.field(
+        description="The channel (byChannel) or store code (byStore; null: orders without a store)."
+    )
+    redeemed: int = strawberry.field(description="Coupons redeemed there.")
+    orders: int = strawberry.field(description="Distinct orders they were used on.")
+    revenue_fen: int = strawberry.field(
+        description="Sum of those orders' totals before discounts, each order once."
+    )
+    discount_fen: int = strawberry.field(description="What the coupons took off.")
+
+
+@strawberry.type(
+    description="Figures of one coupon template, optionally for a window [from, to). A coupon "
+    "given back on refund is not redeemed (nor is its order counted)."
+)
+class CouponStats:
+    issued: int = strawberry.field(description="Coupons issued (issuedAt in the window).")
+    redeemed: int = strawberry.field(
+        description="Coupons currently redeemed (redeemedAt in the window)."
+    )
+    redemption_rate: float = strawberry.field(
+        description="redeemed / issued of the window (0 when none were issued; a window's "
+        "rate can exceed 1 when earlier coupons are redeemed in it)."
+    )
+    expired: int = strawberry.field(
+        description="Unused coupons that ended (validUntil in the window): swept by the "
+        "expiry job, or past their end and not swept yet."
+    )
+    orders: int = strawberry.field(description="Distinct orders the redeemed coupons drove.")
+    revenue_fen: int = strawberry.field(
+        description="Sum of those orders' totals before discounts (each order once)."
+    )
+    discount_fen: int = strawberry.field(description="What the redeemed coupons took off.")
+    by_channel: list[CouponStatsSlice] = strawberry.field(
+        description="Redemption figures per channel."
+    )
+    by_store: list[CouponStatsSlice] = strawberry.field(
+        description="Redemption figures per store (key null: orders without a store)."
+    )
+
+
+def _stats(st: coupons.TemplateStats) -> CouponStats:
+    def slices(items: list[coupons.Slice]) -> list[CouponStatsSlice]:
+        return [
+            CouponStatsSlice(
+                key=x.key,
+                redeemed=x.redeemed,
+                orders=x.orders,
+                revenue_fen=x.revenue_fen,
+                discount_fen=x.discount_fen,
+            )
+            for x in items
+        ]
+
+    return CouponStats(
+        issued=st.issued,
+        redeemed=st.redeemed,
+        redemption_rate=st.redemption_rate,
+        expired=st.expired,
+        orders=st.orders,
+        revenue_fen=st.revenue_fen,
+        discount_fen=st.discount_fen,
+        by_channel=slices(st.by_channel),
+        by_store=slices(st.by_store),
+    )
 
 
 @strawberry.type(description="A kind of coupon the brand issues.")
@@ -153,6 +269,29 @@ class CouponTemplate:
     @strawberry.field(description="Coupons issued so far.")
     def issued(self) -> int:
         return self.row.issued
+
+    @strawberry.field(
+        description="Issued, redeemed, redemption rate, expired, orders and revenue driven, "
+        "discount given, by channel and by store; for the window [from, to) when given. "
+        "Scope: admin."
+    )
+    async def stats(
+        self,
+        info: Info,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(name="from", description="Window start (inclusive)."),
+        ] = None,
+        to: Annotated[
+            datetime | None, strawberry.argument(description="Window end (exclusive).")
+        ] = None,
+    ) -> CouponStats:
+        ctx = ctx_of(info)
+        ctx.require()
+        st = await ctx.read(
+            coupons.template_stats, self.row.id, since=from_, until=to, now=utcnow()
+        )
+        return _stats(st)
 
 
 @strawberry.type(description="One coupon issued to a member.")
@@ -319,7 +458,7 @@ COUPON_ERRORS: tuple[type[Error], ...] = (
     NotFoundError,
     InvalidInputError,
     PermissionDeniedError,
-    NotEligibleError,
+    CouponNotEligibleError,
     IdempotencyKeyReusedError,
     InvalidTransitionError,
 )
@@ -333,23 +472,223 @@ IssueCouponResult = result_union(
     "IssueCouponResult",
     IssueCouponPayload,
     COUPON_ERRORS,
-    "issueCoupon result (NotEligibleError.reason: INACTIVE, EXPIRED, MEMBER_LIMIT, TOTAL_LIMIT).",
+    "issueCoupon result (CouponNotEligibleError.reason: INACTIVE, EXPIRED, MEMBER_LIMIT, "
+    "TOTAL_LIMIT).",
 )
 ValidateCouponResult = result_union(
     "ValidateCouponResult",
     CouponDiscount,
     COUPON_ERRORS,
-    "validateCoupon result (NotEligibleError.reason says why the coupon does not apply).",
+    "validateCoupon result (CouponNotEligibleError.reason says why the coupon does not apply).",
 )
 RedeemCouponResult = result_union(
     "RedeemCouponResult",
     CouponDiscount,
     COUPON_ERRORS,
-    "redeemCoupon result (NotEligibleError.reason says why the coupon does not apply).",
+    "redeemCoupon result (CouponNotEligibleError.reason says why the coupon does not apply).",
+)
+
+
+# ---- bulk issuance to a segment ------------------------------------------------------------
+
+
+@strawberry.enum(
+    description="PENDING (created, not started), RUNNING (batches committed so far; also a run "
+    "cut short — `memberhub coupons run-jobs` resumes it), DONE, FAILED (see error; running it "
+    "again resumes), CANCELLED."
+)
+class CouponIssueJobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.type(description="Members a bulk issue skipped for one reason.")
+class CouponSkipCount:
+    reason: str = strawberry.field(
+        description="ALREADY_ISSUED, NOT_ACTIVE (merged since), MEMBER_LIMIT or TOTAL_LIMIT."
+    )
+    count: int = strawberry.field(description="How many members.")
+
+
+@strawberry.type(description="Issuing one coupon template to every member of a segment.")
+class CouponIssueJob:
+    row: strawberry.Private[coupons.Job]
+
+    @strawberry.field(description="Global id (couponIssueJob(id:), cancelCouponIssueJob).")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(global_id("CouponIssueJob", self.row.id))
+
+    @strawberry.field(description="The CouponTemplate id.")
+    def template_id(self) -> strawberry.ID:
+        return strawberry.ID(global_id("CouponTemplate", self.row.template_id))
+
+    @strawberry.field(description="The Segment id.")
+    def segment_id(self) -> strawberry.ID:
+        return strawberry.ID(global_id("Segment", self.row.segment_id))
+
+    @strawberry.field(description="Where the job is.")
+    def status(self) -> CouponIssueJobStatus:
+        return CouponIssueJobStatus(self.row.status)
+
+    @strawberry.field(description="Segment members when the job was created.")
+    def total(self) -> int:
+        return self.row.total
+
+    @strawberry.field(description="Segment members visited so far.")
+    def processed(self) -> int:
+        return self.row.processed
+
+    @strawberry.field(description="Coupons issued so far.")
+    def issued(self) -> int:
+        return self.row.issued
+
+    @strawberry.field(description="Members skipped so far (see skipReasons).")
+    def skipped(self) -> int:
+        return self.row.skipped
+
+    @strawberry.field(description="Skipped members by reason.")
+    def skip_reasons(self) -> list[CouponSkipCount]:
+        return [
+            CouponSkipCount(reason=k, count=n) for k, n in sorted(self.row.skip_reasons.items())
+        ]
+
+    @strawberry.field(description="Why it failed (FAILED), e.g. `INACTIVE: …`.")
+    def error(self) -> str | None:
+        return self.row.error
+
+    @strawberry.field(description="Who started it.")
+    def created_by(self) -> str:
+        return self.row.created_by
+
+    @strawberry.field(description="When it was started.")
+    def created_at(self) -> datetime | None:
+        return self.row.created_at
+
+    @strawberry.field(description="Last progress.")
+    def updated_at(self) -> datetime | None:
+        return self.row.updated_at
+
+    @strawberry.field(description="When it ended (DONE, CANCELLED, or the template ended).")
+    def finished_at(self) -> datetime | None:
+        return self.row.finished_at
+
+
+@strawberry.input(description="Issue a coupon template to every member of a segment.")
+class IssueCouponsToSegmentInput:
+    template_code: str = strawberry.field(description="The CouponTemplate code.")
+    segment: str = strawberry.field(description="The segment's code (or Segment id).")
+    idempotency_key: str = strawberry.field(
+        description="Same key + same template and segment answers the same job; 1-128 characters."
+    )
+
+
+@strawberry.type(description="The bulk issue job (it runs in the background).")
+class IssueCouponsToSegmentPayload:
+    job: CouponIssueJob = strawberry.field(description="The job; poll couponIssueJob(id:).")
+    replayed: bool = strawberry.field(description="True when the key was seen before.")
+
+
+@strawberry.type(description="The cancelled job.")
+class CancelCouponIssueJobPayload:
+    job: CouponIssueJob = strawberry.field(description="The job.")
+
+
+IssueCouponsToSegmentResult = result_union(
+    "IssueCouponsToSegmentResult",
+    IssueCouponsToSegmentPayload,
+    COUPON_ERRORS,
+    "issueCouponsToSegment result (NotFoundError: template or segment; CouponNotEligibleError: "
+    "INACTIVE, EXPIRED).",
+)
+CancelCouponIssueJobResult = result_union(
+    "CancelCouponIssueJobResult",
+    CancelCouponIssueJobPayload,
+    COUPON_ERRORS,
+    "cancelCouponIssueJob result (InvalidTransitionError: it already finished).",
+)
+
+
+def run_in_background(ctx: Any, job: coupons.Job) -> None:
+    """Continue ``job`` in this process (the hub keeps the task; shutdown cancels it and the
+    batch in flight rolls back). A process that dies leaves it RUNNING for
+    ``memberhub coupons run-jobs``; two runners of one job take turns, never double-issue."""
+    if job.status not in coupons.bulk.RUNNABLE:
+        return
+    tenant_id, db = ctx.tenant_id, ctx.hub.db
+
+    async def run() -> None:
+        try:
+            await coupons.run_job(db, tenant_id, job.id)
+        except Exception:  # recorded on the job (FAILED, error); the log keeps the trace
+            log.exception("bulk coupon issue %s failed", job.id)
+
+    ctx.hub.keep(asyncio.create_task(run()))
+
+
+# ---- Member.coupons --------------------------------------------------------------------------
+
+MAX_MEMBER_COUPONS = 100
+
+
+def coupons_loader(
+    ctx: RequestContext, first: int, status: str | None
+) -> DataLoader[uuid.UUID, list[Coupon]]:
+    def factory(c: RequestContext) -> DataLoader[uuid.UUID, list[Coupon]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[Coupon]]:
+            found = await c.read(coupon_reads.coupons_of, keys, limit=first, status=status)
+            return [[Coupon(row=x) for x in found.get(k, [])] for k in keys]
+
+        return DataLoader(load)
+
+    return ctx.loaders.named(("coupons:member", first, status), factory)
+
+
+async def prefetch(ctx: RequestContext, ids: Sequence[uuid.UUID], args: Any) -> None:
+    """Prime ``Member.coupons`` for a page of members (``schema.lookahead``): one statement."""
+    first = (args or {}).get("first", 20)
+    status = (args or {}).get("status")
+    if not isinstance(first, int) or not 0 < first <= MAX_MEMBER_COUPONS:
+        return
+    if status is not None:
+        status = str(getattr(status, "value", status)).lower()
+        if status not in coupons.model.STATUSES:
+            return
+    loader = coupons_loader(ctx, first, status)
+    missing = [k for k in dict.fromkeys(ids) if loader.cache_map.get(k) is None]
+    if missing:
+        values = await loader.load_fn(missing)  # type: ignore[call-arg]
+        loader.prime_many(dict(zip(missing, values, strict=True)))
+
+
+def _member_coupons(
+    root: Any,
+    status: Annotated[
+        CouponStatus | None, strawberry.argument(description="Only coupons in this state.")
+    ] = None,
+    first: Annotated[int, strawberry.argument(description="How many, newest first, 0-100.")] = 20,
+) -> list[Coupon]:
+    check_first(first, maximum=MAX_MEMBER_COUPONS)
+    if first == 0:
+        return []
+    loader = coupons_loader(root.ctx, first, None if status is None else status.value)
+    return peek(loader, root.id)  # type: ignore[return-value]
+
+
+MEMBER_COUPONS: Any = strawberry.field(
+    resolver=_member_coupons,
+    description="The member's coupons, newest first (codes included: show them to the member "
+    "only). Batched across members.",
 )
 
 
 def _error(exc: DomainError) -> Any:
+    if isinstance(exc, NotEligible) and exc.reason in coupons.REASONS:
+        return CouponNotEligibleError(
+            message=exc.message, code=exc.code, reason=CouponRefusal(exc.reason)
+        )
     err = to_graphql_error(exc)
     return (
         err
@@ -411,6 +750,23 @@ class CouponQueries:
         except DomainError:
             return None
         return CouponTemplate(row=row)
+
+    @strawberry.field(description="A bulk coupon issue job by id (null if none). Scope: admin.")
+    async def coupon_issue_job(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The CouponIssueJob id.")],
+    ) -> CouponIssueJob | None:
+        ctx = ctx_of(info)
+        ctx.require()
+        jid = decode_id(id, "CouponIssueJob")
+        if jid is None:
+            return None
+        try:
+            job = await ctx.read(coupons.get_job, jid)
+        except DomainError:
+            return None
+        return CouponIssueJob(row=job)
 
 
 @strawberry.type
@@ -477,3 +833,51 @@ class CouponMutations:
             return _error(exc)
         await ctx.after_write()
         return _discount(d)
+
+    @strawberry.mutation(
+        description="Issue a coupon template to every member of a segment, at most once per "
+        "member (idempotent on idempotencyKey). Returns the job at once; it runs in the "
+        "background in batches — poll couponIssueJob(id:) for progress. Scope: admin."
+    )
+    async def issue_coupons_to_segment(
+        self, info: Info, input: IssueCouponsToSegmentInput
+    ) -> IssueCouponsToSegmentResult:
+        ctx = ctx_of(info)
+        try:
+            ctx.require()
+            async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
+                job = await coupons.start_job(
+                    tx,
+                    input.template_code,
+                    input.segment,
+                    idem_key=input.idempotency_key,
+                    actor=_actor(ctx),
+                    now=utcnow(),
+                )
+        except DomainError as exc:
+            return _error(exc)
+        await ctx.after_write()
+        run_in_background(ctx, job)
+        return IssueCouponsToSegmentPayload(job=CouponIssueJob(row=job), replayed=job.replayed)
+
+    @strawberry.mutation(
+        description="Stop a bulk coupon issue between batches (coupons already issued stay). "
+        "Idempotent. Scope: admin."
+    )
+    async def cancel_coupon_issue_job(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The CouponIssueJob id.")],
+    ) -> CancelCouponIssueJobResult:
+        ctx = ctx_of(info)
+        try:
+            ctx.require()
+            jid = decode_id(id, "CouponIssueJob")
+            if jid is None:
+                raise NotFound("no CouponIssueJob with this id", field="id")
+            async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
+                job = await coupons.cancel_job(tx, jid, now=utcnow())
+        except DomainError as exc:
+            return _error(exc)
+        await ctx.after_write()
+        return CancelCouponIssueJobPayload(job=CouponIssueJob(row=job))

@@ -193,6 +193,25 @@ async def test_issue_is_idempotent_and_honours_limits(db: Database, tenant: Tena
     assert await reason(issue(db, tenant, inactive, a)) == "INACTIVE"
 
 
+async def test_a_colliding_code_is_drawn_again_never_shared(
+    db: Database, tenant: TenantInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10M codes a clash is ~10⁻¹¹ per draw (see gateway.coupons.codes); when one happens
+    the unique index refuses it and issuance draws again — forced here twice in a row."""
+    t = await template(db, tenant)
+    a, b = await new_member(db, tenant, "A"), await new_member(db, tenant, "B")
+    taken = (await issue(db, tenant, t, a)).code
+    real = codes.generate
+    draws = iter([taken, taken])
+    monkeypatch.setattr(codes, "generate", lambda: next(draws, None) or real())
+    second = await issue(db, tenant, t, b)
+    assert second.code != taken and codes.is_valid(second.code)
+    assert next(draws, "used") == "used"  # both clashing draws were consumed
+    async with db.tenant_tx(tenant.id) as tx:
+        assert (await coupons.get_template(tx, t.id)).issued == 2
+        assert [c.code for c in await coupons.coupons_for(tx, a)] == [taken]
+
+
 # ---- validation ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@ one member's concurrent issues are serialised and the per-member count is exact)
 row (claimed by ``INSERT … ON CONFLICT DO NOTHING`` on the idempotency key and the code) → the
 template's ``issued`` counter (``UPDATE … WHERE issued < total_limit``: the row lock serialises
 concurrent issuers and the guard refuses the one too many). A refused counter deletes the claim.
+The bulk job (:mod:`gateway.coupons.bulk`) takes the same locks in the same order, for a batch.
+
+Each issued coupon records a ``coupon.issued`` member event (no code in it: codes are secrets).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from gateway.coupons import codes
+from gateway.coupons import codes, events
 from gateway.coupons.model import C, Coupon, T, Template, coupon_from_row
 from gateway.coupons.templates import get_template
 from gateway.errors import IdempotencyKeyReused, NotEligible, NotFound
+from gateway.events import record_event
 from gateway.identity.reads import resolve_exclusive
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
@@ -151,6 +155,14 @@ async def issue(
     row = (
         await tx.conn.execute(select(C).where(C.c.tenant_id == tx.tenant_id, C.c.id == cid))
     ).one()
+    await record_event(
+        tx,
+        event_id=events.event_id(tx.tenant_id, cid, "issued"),
+        member_id=survivor,
+        type="coupon.issued",
+        payload=events.issued_payload(cid, t.code, source, valid_from, valid_until),
+        occurred_at=now,
+    )
     return coupon_from_row(row)
 
 

@@ -15,20 +15,25 @@ the same code redeemed again for the same ``order_ref`` returns it too (``replay
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 
-from gateway.coupons import codes
+from gateway.coupons import codes, events
 from gateway.coupons.model import C, Discount, Order, OrderLine, T, Template
 from gateway.errors import IdempotencyKeyReused, InvalidInput, InvalidTransition, NotEligible
+from gateway.events import record_event
 from gateway.identity.reads import resolve
 from gateway.ledger import validation as v
 from gateway.ledger.accounts import MAX_AMOUNT
+from gateway.sql import BatchRead
 from gateway.storage.db import Tx
+from gateway.storage.types import utcnow
 
 
 def _check_order(order: object) -> Order:
@@ -178,6 +183,13 @@ async def redeem(
     ``InvalidTransition`` (a late retry never re-uses the returned coupon). A non-stackable
     coupon refuses an order that already used another coupon (``NOT_STACKABLE``), and vice
     versa.
+
+    Stores where (``order.channel``, ``order.store_code``) and on how large an order
+    (``order.total_fen``) it was used, for the statistics, and records ``coupon.redeemed``.
+
+    Two statements: one reads (and on PostgreSQL locks) the coupon with its template, the
+    owner of ``idem_key`` and the other coupons already on ``order_ref``; one writes the
+    redemption and its event (on PostgreSQL one data-modifying CTE). Both are prebuilt.
     """
     canonical = codes.parse(code)
     order = _check_order(order)
@@ -185,69 +197,234 @@ async def redeem(
     v.text(idem_key, "idem_key", 128)
     now = v.now_or(now)
 
-    by_key = (
-        await tx.conn.execute(
-            select(C.c.code, C.c.order_ref, C.c.status).where(
-                C.c.tenant_id == tx.tenant_id, C.c.redeem_key == idem_key
-            )
-        )
-    ).first()
-    if by_key is not None:
-        if by_key.code != canonical:
-            raise IdempotencyKeyReused("idempotency key already used for another coupon")
-        if by_key.status != "redeemed":  # a late retry must not re-use a returned coupon
+    row, t = await _load_for_redeem(tx, canonical, order_ref, idem_key)
+    if row.redeem_key == idem_key:
+        if row.status != "redeemed":  # a late retry must not re-use a returned coupon
             raise InvalidTransition("that redemption was returned on refund")
-        if by_key.order_ref != order_ref:
+        if row.order_ref != order_ref:
             raise IdempotencyKeyReused("idempotency key already used for another order")
-
-    row, t = await _load(tx, canonical, lock=True)
+    elif row.key_code is not None:
+        raise IdempotencyKeyReused("idempotency key already used for another coupon")
     await _check_owner(tx, row, member_id)
     if row.status == "redeemed":
         if row.order_ref == order_ref:
             return _stored(row, t, replayed=True)
         raise NotEligible("this coupon was already used", "ALREADY_REDEEMED")
     found = _discount(row, t, order, now)
-
-    others = (
-        await tx.conn.execute(
-            select(T.c.stackable)
-            .select_from(C.join(T, (T.c.tenant_id == C.c.tenant_id) & (T.c.id == C.c.template_id)))
-            .where(
-                C.c.tenant_id == tx.tenant_id,
-                C.c.order_ref == order_ref,
-                C.c.status == "redeemed",
-                C.c.id != row.id,
-            )
-        )
-    ).all()
-    if others and (not t.stackable or not all(o.stackable for o in others)):
+    if row.others and (not t.stackable or row.others_stackable < row.others):
         raise NotEligible("this coupon cannot be combined with another", "NOT_STACKABLE")
 
-    done = (
-        await tx.conn.execute(
-            update(C)
-            .where(C.c.tenant_id == tx.tenant_id, C.c.id == row.id, C.c.status == "issued")
-            .values(
-                status="redeemed",
-                redeemed_at=now,
-                order_ref=order_ref,
-                discount_fen=found.discount_fen,
-                redeem_key=idem_key,
-                updated_at=now,
+    payload = {
+        "coupon_id": str(row.id),
+        "template_code": t.code,
+        "order_ref": order_ref,
+        "discount_fen": found.discount_fen,
+        "channel": order.channel,
+        "store_code": order.store_code,
+    }
+    params: dict[str, Any] = {
+        "tenant_id": tx.tenant_id,
+        "id": row.id,
+        "now": now,
+        "order_ref": order_ref,
+        "discount_fen": found.discount_fen,
+        "redeem_key": idem_key,
+        "channel": order.channel,
+        "store": order.store_code,
+        "total": order.total_fen,
+        "event_id": events.event_id(tx.tenant_id, row.id, "redeemed", idem_key),
+        "created_at": utcnow(),
+    }
+    if tx.driver is not None:
+        params["payload"] = json.dumps(payload)
+        done = await tx.driver.fetchval(_PG_REDEEM, *(params[n] for n in _PG_REDEEM_PARAMS))
+    else:
+        done = (
+            await tx.conn.execute(_SQLITE_REDEEM, {f"p_{k}": x for k, x in params.items()})
+        ).first()
+        if done is not None:
+            await record_event(
+                tx,
+                event_id=params["event_id"],
+                member_id=row.member_id,
+                type="coupon.redeemed",
+                payload=payload,
+                occurred_at=now,
             )
-            .returning(C.c.id)
-        )
-    ).first()
     if done is None:  # SQLite never gets here (writers are serialised); PostgreSQL locks first
         raise NotEligible("this coupon was already used", "ALREADY_REDEEMED")
     return Discount(**{**found.__dict__, "order_ref": order_ref})
+
+
+# ---- the redemption's two statements --------------------------------------------------------
+
+_COUPON_COLS = (
+    "id",
+    "template_id",
+    "member_id",
+    "code",
+    "status",
+    "valid_from",
+    "valid_until",
+    "redeem_key",
+    "order_ref",
+    "discount_fen",
+)
+_TEMPLATE_COLS = tuple(Template.__dataclass_fields__)
+_JSON_COLS = ("channels", "store_codes", "categories")
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The coupon row as the redemption reads it (``key_code``: the code of the coupon that
+    holds ``idem_key``, if any; ``others``: other coupons redeemed on the order, of which
+    ``others_stackable`` are stackable)."""
+
+    id: uuid.UUID
+    template_id: uuid.UUID
+    member_id: uuid.UUID
+    code: str
+    status: str
+    valid_from: datetime
+    valid_until: datetime
+    redeem_key: str | None
+    order_ref: str | None
+    discount_fen: int | None
+    key_code: str | None
+    others: int
+    others_stackable: int
+
+
+def _build_load(dialect: str) -> Any:
+    mine = C.alias("mine")
+    other = C.alias("other")
+    other_t = T.alias("other_t")
+    tenant = bindparam("tenant_id", type_=C.c.tenant_id.type)
+    key_code = (
+        select(mine.c.code)
+        .where(mine.c.tenant_id == tenant, mine.c.redeem_key == bindparam("idem_key"))
+        .scalar_subquery()
+    )
+    on_order = other.join(
+        other_t, (other_t.c.tenant_id == other.c.tenant_id) & (other_t.c.id == other.c.template_id)
+    )
+    others_where = (
+        other.c.tenant_id == tenant,
+        other.c.order_ref == bindparam("order_ref"),
+        other.c.status == "redeemed",
+        other.c.code != bindparam("code"),
+    )
+    others = select(func.count()).select_from(on_order).where(*others_where).scalar_subquery()
+    stackable = (
+        select(func.count())
+        .select_from(on_order)
+        .where(*others_where, other_t.c.stackable.is_(True))
+        .scalar_subquery()
+    )
+    stmt = (
+        select(
+            *[C.c[c] for c in _COUPON_COLS],
+            *[T.c[f].label(f"t_{f}") for f in _TEMPLATE_COLS],
+            key_code.label("key_code"),
+            others.label("others"),
+            stackable.label("others_stackable"),
+        )
+        .join_from(C, T, (T.c.tenant_id == C.c.tenant_id) & (T.c.id == C.c.template_id))
+        .where(C.c.tenant_id == tenant, C.c.code == bindparam("code"))
+    )
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update(of=C)
+    return stmt
+
+
+_LOAD = BatchRead(_build_load)
+_N_COUPON = len(_COUPON_COLS)
+_N_TEMPLATE = len(_TEMPLATE_COLS)
+
+
+async def _load_for_redeem(
+    tx: Tx, code: str, order_ref: str, idem_key: str
+) -> tuple[_Loaded, Template]:
+    rows = await _LOAD.fetch(
+        tx, tenant_id=tx.tenant_id, code=code, order_ref=order_ref, idem_key=idem_key
+    )
+    if not rows:
+        raise NotEligible("no such coupon", "NOT_FOUND")
+    r = rows[0]
+    fields = dict(zip(_TEMPLATE_COLS, r[_N_COUPON : _N_COUPON + _N_TEMPLATE], strict=True))
+    for name in _JSON_COLS:  # the driver path returns json as text
+        if isinstance(fields[name], str):
+            fields[name] = json.loads(fields[name])
+    extra = r[_N_COUPON + _N_TEMPLATE :]
+    loaded = _Loaded(
+        *r[:_N_COUPON],
+        key_code=extra[0],
+        others=int(extra[1] or 0),
+        others_stackable=int(extra[2] or 0),
+    )
+    return loaded, Template(**fields)
+
+
+_PG_REDEEM_PARAMS = (
+    "tenant_id",
+    "id",
+    "now",
+    "order_ref",
+    "discount_fen",
+    "redeem_key",
+    "channel",
+    "store",
+    "total",
+    "event_id",
+    "payload",
+    "created_at",
+)
+_PG_REDEEM = """
+WITH u AS (
+    UPDATE coupon SET status = 'redeemed', redeemed_at = $3, order_ref = $4, discount_fen = $5,
+        redeem_key = $6, redeemed_channel = $7, redeemed_store = $8, order_total_fen = $9,
+        updated_at = $3
+    WHERE tenant_id = $1 AND id = $2 AND status = 'issued'
+    RETURNING tenant_id, member_id
+), e AS (
+    INSERT INTO member_event (tenant_id, id, member_id, type, payload, occurred_at, created_at)
+    SELECT tenant_id, $10, member_id, 'coupon.redeemed', $11::json, $3, $12 FROM u
+    ON CONFLICT DO NOTHING
+)
+SELECT member_id FROM u
+"""
+"""PostgreSQL: the guarded status change and its ``coupon.redeemed`` event in one round trip
+(the event is written only when the update matched)."""
+
+_SQLITE_REDEEM = (
+    update(C)
+    .where(
+        C.c.tenant_id == bindparam("p_tenant_id"),
+        C.c.id == bindparam("p_id"),
+        C.c.status == "issued",
+    )
+    .values(
+        status="redeemed",
+        redeemed_at=bindparam("p_now"),
+        order_ref=bindparam("p_order_ref"),
+        discount_fen=bindparam("p_discount_fen"),
+        redeem_key=bindparam("p_redeem_key"),
+        redeemed_channel=bindparam("p_channel"),
+        redeemed_store=bindparam("p_store"),
+        order_total_fen=bindparam("p_total"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(C.c.member_id)
+)
 
 
 async def return_on_refund(
     tx: Tx, code: str, order_ref: str, *, now: datetime | None = None
 ) -> bool:
     """Give a redeemed coupon back after ``order_ref`` was refunded, if its template allows
-    (``NOT_RETURNABLE`` otherwise). It is ``issued`` again until its original ``valid_until``.
+    (``NOT_RETURNABLE`` otherwise). It is ``issued`` again until its original ``valid_until``
+    (the expiry sweeper expires it if that has passed); where it was used is cleared, so the
+    statistics stop counting it, and ``coupon.returned`` is recorded.
     Idempotent: returns ``True`` when it was returned now, ``False`` when it already had been."""
     canonical = codes.parse(code)
     v.text(order_ref, "order_ref", 128)
@@ -268,10 +445,23 @@ async def return_on_refund(
                 redeemed_at=None,
                 order_ref=None,
                 discount_fen=None,
+                redeemed_channel=None,
+                redeemed_store=None,
+                order_total_fen=None,
                 returned_from=order_ref,
                 updated_at=now,
             )
             .returning(C.c.id)
         )
     ).first()
-    return done is not None
+    if done is None:
+        return False
+    await record_event(
+        tx,
+        event_id=events.event_id(tx.tenant_id, row.id, "returned", row.redeem_key or order_ref),
+        member_id=row.member_id,
+        type="coupon.returned",
+        payload={"coupon_id": str(row.id), "template_code": t.code, "order_ref": order_ref},
+        occurred_at=now,
+    )
+    return True
