@@ -91,3 +91,16 @@ class NotEligible(DomainError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message, reason=reason)
         self.reason = reason
+
+
+class CouponRefused(NotEligible):
+    """A coupon named on an order cannot be used on it (``recordOrder``): ``coupon_code`` says
+    which, ``reason`` why (a coupon ``NotEligible`` reason, e.g. ``ALREADY_REDEEMED``). The whole
+    order is refused, so nothing is written."""
+
+    code = "COUPON_REFUSED"
+
+    def __init__(self, message: str, *, coupon_code: str, reason: str) -> None:
+        super().__init__(message, reason)
+        self.details["coupon_code"] = coupon_code
+        self.coupon_code = coupon_code

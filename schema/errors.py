@@ -96,6 +96,18 @@ class NotEligibleError(Error):
     )
 
 
+@strawberry.type(
+    description="recordOrder: a coupon named on the order cannot be used on it, so the whole "
+    "order was refused and nothing was written (validate codes first with validateCoupon)."
+)
+class CouponRefusedError(Error):
+    coupon_code: str = strawberry.field(description="The refused code, as given in the input.")
+    reason: str = strawberry.field(
+        description="Stable reason code, e.g. NOT_FOUND, EXPIRED, ALREADY_REDEEMED, NOT_YOURS, "
+        "WRONG_CHANNEL, THRESHOLD_NOT_MET, NOT_STACKABLE (see validateCoupon)."
+    )
+
+
 ERROR_TYPES = (
     NotFoundError,
     InvalidInputError,
@@ -106,6 +118,7 @@ ERROR_TYPES = (
     PermissionDeniedError,
     ConfigInvalidError,
     NotEligibleError,
+    CouponRefusedError,
 )
 
 _CAMEL_CACHE: dict[str, str] = {}
@@ -147,6 +160,10 @@ def to_graphql_error(exc: domain.DomainError) -> Error:
             message=msg,
             code=code,
             problems=[ConfigProblem(path=p, message=m) for p, m in exc.problems],
+        )
+    if isinstance(exc, domain.CouponRefused):
+        return CouponRefusedError(
+            message=msg, code=code, coupon_code=exc.coupon_code, reason=exc.reason
         )
     if isinstance(exc, domain.NotEligible):
         return NotEligibleError(message=msg, code=code, reason=exc.reason)

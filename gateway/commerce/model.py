@@ -67,6 +67,8 @@ class RecordResult:
     status: str
     status_changed: bool
     events: list[uuid.UUID] = field(default_factory=list)
+    # gateway.coupons.Discount of every code given with the order (replays included)
+    coupons: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RefundResult:
     replayed: bool
     reversed: dict[str, int] = field(default_factory=dict)
     shortfall: dict[str, int] = field(default_factory=dict)
+    returned_coupons: list[str] = field(default_factory=list)  # codes given back (full refund)
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,23 @@ order. So:
   way (refunds go through ``refund_order``);
 - the first time an order with a member is paid/completed, one ``order.paid`` event with a
   derived id is recorded and the earning rules run. The event id and the ledger's idempotency
-  keys make a re-sent or replayed order earn exactly once.
+  keys make a re-sent or replayed order earn exactly once;
+- ``coupons`` (codes the order used) are redeemed in the same transaction, before earning; a
+  refused code raises ``CouponRefused`` and the whole order is refused (see
+  :mod:`gateway.commerce.order_coupons`). An order recorded or moved to ``cancelled`` redeems
+  nothing and gives its returnable coupons back.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import delete, insert, select, update
 
+from gateway.commerce import order_coupons
 from gateway.commerce.model import (
     FORWARD,
     LINE,
@@ -34,6 +40,7 @@ from gateway.commerce.model import (
     RecordResult,
     validate_order,
 )
+from gateway.coupons.model import Discount
 from gateway.errors import InvalidInput, InvalidTransition, NotFound
 from gateway.events import record_event
 from gateway.identity.model import check_aware
@@ -272,16 +279,19 @@ async def record_order(
     on_backward: OnBackward = "error",
     now: datetime | None = None,
     registry: RuleRegistry | None = None,
+    coupons: Sequence[str] | None = None,
 ) -> RecordResult:
     """Create or update an order from a channel record (see the module docstring).
 
     ``registry`` defaults to the installed rule plugins; ``member_id``, when given, must be a
     member of this tenant (a merged id is resolved to its survivor) or ``NotFound`` is raised.
+    ``coupons``: codes the order used, redeemed with it (``CouponRefused`` refuses the order).
     """
     if on_backward not in ("ignore", "error"):
         raise InvalidInput("on_backward must be 'ignore' or 'error'", field="on_backward")
     now = check_aware(now, "now") if now is not None else utcnow()
     inp = validate_order(inp)
+    codes = order_coupons.check_codes(coupons)
     member_id = None
     if inp.member_id is not None:
         member_id = await resolve(tx, inp.member_id, lock=True)
@@ -302,6 +312,15 @@ async def record_order(
         before = row
         row, status_changed = await _update(tx, row, inp, member_id, on_backward, now)
         changed = row is not before
+    used: list[Discount] = []
+    if row.status == "cancelled":
+        if status_changed:
+            await order_coupons.return_for_order(tx, row, now)
+    elif codes:
+        lines = inp.lines if inp.lines or created else await _lines_of(tx, row.id)
+        used = await order_coupons.redeem_for_order(
+            tx, row, lines, codes, member_id=row.member_id, now=now
+        )
     # Reaching "paid with a member" is monotone, so an unchanged re-send has nothing to earn.
     events = await _earn_if_paid(tx, row, registry, now) if changed else []
-    return RecordResult(row.id, created, row.status, status_changed, events)
+    return RecordResult(row.id, created, row.status, status_changed, events, used)

@@ -10,6 +10,12 @@ drifts: refunding an order in any number of parts reverses exactly what one full
 What the member already spent cannot be taken back; the debit takes what is there and records the
 rest as ``shortfall`` (the balance never goes negative). That shortfall is written off: later
 refunds do not try to recover it again.
+
+Coupons: the refund that makes the order fully refunded (one full refund, or the last of several
+partial ones) gives back every coupon redeemed on the order whose template allows it
+(``returnable_on_refund``), in the same transaction; a partial refund keeps them — the order still
+happened, and the coupon's threshold may have been met by what was kept. The codes given back are
+stored with the refund, so a replay answers the same.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from gateway import ledger
+from gateway.commerce import order_coupons
 from gateway.commerce.model import (
     MAX_FEN,
     ORD,
@@ -158,6 +165,7 @@ async def refund_order(
                 True,
                 dict(result.get("reversed") or {}),
                 dict(result.get("shortfall") or {}),
+                list(result.get("returned_coupons") or []),
             )
     if order.status not in PAID_STATUSES | REFUND_STATUSES:
         raise InvalidTransition(f"a {order.status} order cannot be refunded")
@@ -174,6 +182,10 @@ async def refund_order(
         reversed_, shortfall = await _reverse(
             tx, order, refund_id, refunded_total, refunds, now, registry
         )
+    returned = await order_coupons.return_for_order(tx, order, now) if status == "refunded" else []
+    result: dict[str, Any] = {"reversed": reversed_, "shortfall": shortfall}
+    if returned:
+        result["returned_coupons"] = returned
     await tx.conn.execute(
         insert(REF).values(
             tenant_id=t,
@@ -181,7 +193,7 @@ async def refund_order(
             refund_id=refund_id,
             amount_fen=amount_fen,
             reason=reason,
-            result={"reversed": reversed_, "shortfall": shortfall},
+            result=result,
             created_at=now,
         )
     )
@@ -209,4 +221,6 @@ async def refund_order(
             },
             occurred_at=now,
         )
-    return RefundResult(order_id, refund_id, amount_fen, status, False, reversed_, shortfall)
+    return RefundResult(
+        order_id, refund_id, amount_fen, status, False, reversed_, shortfall, returned
+    )
