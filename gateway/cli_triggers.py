@@ -1,8 +1,10 @@
-"""``memberhub triggers run``: the scheduled care triggers (birthday, member day).
+"""``memberhub triggers run``: the scheduled care triggers.
 
-Run it from cron or a Kubernetes CronJob at least once a day — hourly is better, so every
-tenant's day is caught soon after its local midnight whatever its timezone. It is idempotent:
-each member gets one event per occurrence however often, late or concurrently it runs.
+Birthday, member day, points about to expire, dormant members and purchases slowing down — each
+tenant's ``triggers:`` config section says which fire and what they give. Run it from cron or a
+Kubernetes CronJob hourly, so every tenant's day is caught soon after its local midnight whatever
+its timezone. It is idempotent: each member gets one event per occurrence however often, late or
+concurrently it runs.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import argparse
 from datetime import date
 from typing import Any
 
+NAMES = ("birthday", "member_day", "points_expiring", "dormant", "purchase_slowing")
 
-def _cli() -> Any:
-    from gateway import cli
 
-    return cli
+def _only(values: list[str] | None) -> list[str] | None:
+    """``--only a,b --only c`` → ``[a, b, c]`` (None: all)."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return list(dict.fromkeys(names))
 
 
 def cmd_triggers_run(args: argparse.Namespace) -> int:
@@ -32,11 +38,17 @@ def cmd_triggers_run(args: argparse.Namespace) -> int:
         options = TriggerOptions(member_day=args.member_day)
     except InvalidInput as exc:
         raise cli.UsageError(f"--member-day: {exc}") from exc
+    only = _only(args.only)
+    unknown = [n for n in only or () if n not in NAMES]
+    if unknown:
+        raise cli.UsageError(
+            f"--only: unknown trigger(s) {', '.join(unknown)} ({', '.join(NAMES)})"
+        )
 
     async def go(db: Any) -> int:
         for t in await cli._tenants(db, args.tenant):
             reports = await run_triggers(
-                db, t.id, now=now, only=args.only, options=options, since=since, label=t.slug
+                db, t.id, now=now, only=only, options=options, since=since, label=t.slug
             )
             for r in reports:
                 if r.skipped:
@@ -51,18 +63,34 @@ def cmd_triggers_run(args: argparse.Namespace) -> int:
     return cli._run(lambda: cli._with_db(go))
 
 
+def _cli() -> Any:
+    from gateway import cli
+
+    return cli
+
+
 def add_commands(sub: Any) -> None:
     """Register the ``triggers`` command group on the main parser."""
-    triggers = sub.add_parser("triggers", help="scheduled care triggers: birthday, member day")
+    triggers = sub.add_parser(
+        "triggers", help="scheduled care triggers: birthday, member day, expiring points, dormant"
+    )
     tsub = triggers.add_subparsers(dest="triggers_command", required=True, metavar="command")
-    tr = tsub.add_parser("run", help="fire today's (tenant-local) birthdays and member day")
+    tr = tsub.add_parser("run", help="fire the care triggers due now (tenant-local dates)")
     tr.add_argument("--tenant", help="one tenant (default: all)")
     tr.add_argument("--now", help="run as of (ISO-8601 with offset; default now)")
     tr.add_argument(
-        "--only", action="append", choices=("birthday", "member_day"), help="only this trigger"
+        "--only",
+        action="append",
+        metavar="NAME[,NAME]",
+        help=f"only these triggers ({', '.join(NAMES)}); repeatable",
     )
     tr.add_argument(
-        "--member-day", type=int, default=8, help="member day: day of month 1-28 (default 8)"
+        "--member-day",
+        type=int,
+        default=None,
+        help="member day, 1-28 (default: the tenant's triggers.member_day.day, else 8)",
     )
-    tr.add_argument("--since", help="also fire missed days from this local date (YYYY-MM-DD)")
+    tr.add_argument(
+        "--since", help="also fire missed birthdays/member days from this local date (YYYY-MM-DD)"
+    )
     tr.set_defaults(fn=cmd_triggers_run)

@@ -108,7 +108,8 @@ async def _coupons(db: Database, tenant: TenantInfo) -> dict[uuid.UUID, int]:
 
 
 def _counts(reports: list[TriggerReport]) -> dict[str, tuple[int, int]]:
-    return {r.trigger: (r.fired, r.already) for r in reports}
+    """(fired, already) of the triggers that ran (not those the tenant does not configure)."""
+    return {r.trigger: (r.fired, r.already) for r in reports if not r.skipped}
 
 
 def utc(*a: int) -> datetime:

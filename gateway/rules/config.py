@@ -10,6 +10,7 @@ holds the points-mall catalog (``gateway/mall``)::
     exchange: [{rule: member_exchange}]
     benefits: [{rule: join_gift, priority: 10, config: {...}}]
     mall:     {rewards: [...]}
+    triggers: {birthday: {actions: {coupon: BDAY}}, dormant: {days: 90}, on_event: [...]}
 
 Saving validates everything (unknown slots and rule sets, a rule set in the wrong slot, two rule
 sets in an exclusive slot, each rule set's JSON Schema and semantic ``check``, the catalog) and
@@ -40,7 +41,7 @@ from gateway.storage.types import utcnow
 
 RC: Any = RuleConfigVersion.__table__  # type: ignore[attr-defined]
 T: Any = Tenant.__table__  # type: ignore[attr-defined]
-TOP_KEYS = (*SLOTS, "mall")
+TOP_KEYS = (*SLOTS, "mall", "triggers")
 FORMAT_HELP = "see plugins/README.md, 'The config file'"
 
 
@@ -86,8 +87,23 @@ class RuleConfig:
     @property
     def bulk_safe(self) -> bool:
         """Only earning rule sets: the sync's set-based batch path may apply orders (it runs
-        earning itself); anything else (tiers, tasks, benefits, expiry) needs this engine."""
+        earning itself); anything else (tiers, tasks, benefits, expiry, ``on_event`` care
+        triggers) needs this engine."""
+        if self.triggers is not None and self.triggers.on_event:
+            return False
         return all(e.slot == "earning" for e in self.entries)
+
+    @property
+    def triggers(self) -> Any:
+        """The ``triggers:`` section (:class:`gateway.triggers.settings.TriggerSettings`) or
+        ``None``; parsed from the document once per config object."""
+        if "triggers" not in self.cache:
+            from gateway.triggers.settings import parse
+
+            raw = self.document.get("triggers") if isinstance(self.document, Mapping) else None
+            parsed, problems = parse(raw)
+            self.cache["triggers"] = None if problems else parsed
+        return self.cache["triggers"]
 
     @property
     def rule_names(self) -> list[str]:
@@ -173,11 +189,20 @@ def validate(document: Mapping[str, Any], registry: RuleRegistry) -> RuleConfig:
             problems.extend(("tiers.config", m) for m in _gift_problems(policy, registry))
     problems.extend(_task_problems(entries, registry))
     tier_codes = [t.code for t in policy.tiers] if policy else []
+    problems.extend(_reference_problems(document, entries, registry, tier_codes, policy))
     mall, mall_problems = parse_catalog(document.get("mall"), registry, tier_codes)
     problems.extend(mall_problems)
+    problems.extend(_trigger_problems(document.get("triggers"), registry))
     if problems:
         raise ConfigInvalid(problems)
     return RuleConfig(0, tuple(entries), dict(document), mall, policy)
+
+
+def _trigger_problems(raw: Any, registry: RuleRegistry) -> list[tuple[str, str]]:
+    """The care triggers section (``gateway.triggers.settings``), checked like a slot."""
+    from gateway.triggers.settings import parse
+
+    return parse(raw, registry)[1]
 
 
 def _entry(
@@ -277,6 +302,59 @@ def _gift_problems(policy: TierPolicy, registry: RuleRegistry) -> list[str]:
     return out
 
 
+def _reference_problems(
+    document: Mapping[str, Any],
+    entries: list[Entry],
+    registry: RuleRegistry,
+    tier_codes: list[str],
+    policy: TierPolicy | None,
+) -> list[tuple[str, str]]:
+    """What a rule set's config names outside itself, checked against the tenant: its optional
+    ``rewards(config)`` against the registered reward kinds, its optional ``tier_codes(config)``
+    against the tenant's ladder (which ``check(config)`` alone cannot see)."""
+    out: list[tuple[str, str]] = []
+    for e in entries:
+        rs = registry.get(e.rule)
+        path = _entry_path(document, e)
+        rewards = getattr(rs, "rewards", None)
+        if callable(rewards):
+            known = ", ".join(sorted(registry.reward_kinds))
+            for reward in rewards(dict(e.config)) or []:
+                kind, _, code = str(reward).partition(":")
+                if kind not in registry.reward_kinds or not code:
+                    out.append(
+                        (
+                            f"{path}.config",
+                            f"reward {reward!r} is not '<kind>:<code>' with a known reward kind "
+                            f"({known})",
+                        )
+                    )
+        named = getattr(rs, "tier_codes", None)
+        if callable(named) and e.slot != "tiers":
+            for code in named(dict(e.config)) or []:
+                if policy is None:
+                    out.append((f"{path}.config", f"names tier {code!r} but no tiers rule set"))
+                elif code not in tier_codes:
+                    out.append(
+                        (
+                            f"{path}.config",
+                            f"unknown tier {code!r} (tiers: {', '.join(tier_codes)})",
+                        )
+                    )
+    return out
+
+
+def _entry_path(document: Mapping[str, Any], e: Entry) -> str:
+    """``benefits[2]``: where an enabled rule set's entry is in the document."""
+    if e.slot in EXCLUSIVE_SLOTS:
+        return e.slot
+    items = document.get(e.slot) or []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if item == e.rule or (isinstance(item, Mapping) and item.get("rule") == e.rule):
+            return f"{e.slot}[{i}]"
+    return e.slot
+
+
 def digest(document: Mapping[str, Any]) -> str:
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -322,6 +400,7 @@ async def save(
     ).first()
     if row is None:
         raise NotFound("tenant not found")
+    await _check_trigger_templates(tx, parsed)
     dig = digest(document)
     if row.rules_version:
         active = await get_version(tx, row.rules_version)
@@ -352,6 +431,15 @@ async def save(
     await _sync_stock(tx, parsed, now)
     stored = ConfigVersion(version, document, dig, now, actor[:200], comment[:500])
     return stored, True
+
+
+async def _check_trigger_templates(tx: Tx, parsed: RuleConfig) -> None:
+    """Coupon templates named by care trigger actions must exist (they live in the database,
+    so ``validate`` cannot see them)."""
+    if parsed.triggers is not None:
+        from gateway.triggers.actions import check_templates
+
+        await check_templates(tx, parsed.triggers)
 
 
 async def _sync_stock(tx: Tx, parsed: RuleConfig, now: datetime) -> None:
@@ -476,4 +564,6 @@ def _tolerant(document: Mapping[str, Any], registry: RuleRegistry, version: int)
             parsed = validate({**kept, "mall": doc.get("mall")}, registry)
         except ConfigInvalid:
             parsed = validate(kept, registry)
+        if not _trigger_problems(doc.get("triggers"), registry):
+            parsed = validate({**parsed.document, "triggers": doc.get("triggers")}, registry)
     return RuleConfig(version, parsed.entries, parsed.document, parsed.mall, parsed.tier_policy)

@@ -1,13 +1,23 @@
-"""The trigger contract: an occurrence on a local date and the members it concerns."""
+"""The trigger contracts.
+
+Two shapes: a **calendar** trigger (:class:`Trigger`: birthday, member day) has one occurrence
+on a tenant-local date shared by the members it selects with SQL conditions on ``member``; a
+**state** trigger (:class:`ScanTrigger`: points about to expire, dormant, purchase slowing) looks
+at each member's own data — lots, orders — and gives each member its own occurrence key (the
+expiry date, the last order), so it fires once per member per spell whenever the job runs.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.errors import InvalidInput
+from gateway.storage.db import Tx
 
 MAX_CATCH_UP_DAYS = 62
 """How far back ``since`` may reach: a missed week or two of cron, not a backfill of history."""
@@ -16,13 +26,13 @@ MAX_CATCH_UP_DAYS = 62
 @dataclass(frozen=True)
 class TriggerOptions:
     """Per-run settings. ``member_day`` is the day of month (1-28, so every month has it) of the
-    tenant's member day (会员日); a tenant's rule config has no place for it, so the scheduler
-    passes it (``memberhub triggers run --member-day N``; default the 8th)."""
+    tenant's member day (会员日): ``None`` takes the tenant's config (``triggers.member_day.day``,
+    default the 8th); a number (``memberhub triggers run --member-day N``) overrides it."""
 
-    member_day: int = 8
+    member_day: int | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.member_day <= 28:
+        if self.member_day is not None and not 1 <= self.member_day <= 28:
             raise InvalidInput("member day must be a day of month from 1 to 28", "member_day")
 
 
@@ -56,6 +66,42 @@ class Trigger(Protocol):
     def payload(self, occurrence: Occurrence, row: Any) -> dict[str, Any] | None:
         """The event payload for one selected member row (``id``, ``birthday``); ``None`` skips
         the member (a final check SQL cannot express portably)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member a state trigger fires for, with its own occurrence key and payload."""
+
+    member_id: uuid.UUID
+    key: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class ScanRun:
+    """One state trigger's run for one tenant: the tenant-local ``today``, the instant ``now``,
+    the configured ``options`` and a per-run ``memo`` the scan may cache reads in."""
+
+    today: date
+    now: datetime
+    timezone: str
+    options: Mapping[str, Any]
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+class ScanTrigger(Protocol):
+    """A state trigger: walks the tenant's members in keyset batches."""
+
+    name: str
+    event_type: str
+
+    async def scan(
+        self, tx: Tx, run: ScanRun, after: uuid.UUID | None, limit: int
+    ) -> tuple[list[Candidate], uuid.UUID | None]:
+        """The candidates among (about) the next ``limit`` members after ``after`` (member id
+        order), and the id to continue after — ``None`` when every member has been seen.
+        Set-based: a few statements per batch, never one per member."""
         ...
 
 
