@@ -129,6 +129,28 @@ def cmd_rules_history(args: argparse.Namespace) -> int:
     return cli._run(lambda: cli._with_db(go))
 
 
+def cmd_rules_fulfil_retry(args: argparse.Namespace) -> int:
+    """Deliver ``unfulfilled`` grants again (after a template's limit was raised or a missing
+    template created); prints one line per grant and exits 1 while any is still refused."""
+    cli = _cli()
+    from gateway.rules import fulfil
+    from gateway.storage.types import utcnow
+
+    grant_ids = [uuid.UUID(g) for g in args.grant] if args.grant else None
+
+    async def go(db: Any) -> int:
+        tenant = await cli._tenant(db, args.tenant)
+        async with db.tenant_tx(tenant.id) as tx:
+            done = await fulfil.retry(tx, grant_ids=grant_ids, now=utcnow(), limit=args.limit)
+        for f in done:
+            detail = ",".join(c.code for c in f.coupons) if f.coupons else (f.reason or "")
+            print(f"{f.grant_id}\t{f.kind}:{f.code}\t{f.status}\t{detail}")
+        print(f"{len(done)} grant(s) retried", file=sys.stderr)
+        return 1 if any(f.status == fulfil.UNFULFILLED for f in done) else 0
+
+    return cli._run(lambda: cli._with_db(go))
+
+
 def cmd_rules_list(_args: argparse.Namespace) -> int:
     from gateway.rules.manager import default_registry
 
@@ -243,6 +265,13 @@ def add_commands(sub: Any) -> None:
     rh.add_argument("--limit", type=int, default=50)
     rh.set_defaults(fn=cmd_rules_history)
     rsub.add_parser("list", help="installed rule sets by slot").set_defaults(fn=cmd_rules_list)
+    rf = rsub.add_parser(
+        "fulfil-retry", help="deliver unfulfilled coupon/points grants again (oldest first)"
+    )
+    rf.add_argument("--tenant", required=True)
+    rf.add_argument("--grant", action="append", help="only this grant id (repeatable)")
+    rf.add_argument("--limit", type=int, default=100)
+    rf.set_defaults(fn=cmd_rules_fulfil_retry)
     rd = rsub.add_parser("dry-run", help="what would this event do to a member? (writes nothing)")
     rd.add_argument("--tenant", required=True)
     rd.add_argument("--member", required=True)

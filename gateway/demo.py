@@ -56,6 +56,8 @@ async def _seed(settings: Settings, count: int) -> tuple[TenantInfo, Any]:
         tenant = await create_tenant(
             hub.db, name=NAME, slug=SLUG, timezone="Asia/Shanghai", currency="CNY"
         )
+        async with hub.db.tenant_tx(tenant.id) as tx:
+            await _coupon_templates(tx)
         fleet = await _seeder()(hub, tenant, people=count, log=lambda m: print(m, file=sys.stderr))
         async with hub.db.tenant_tx(tenant.id) as tx:
             rows = await members.list_members(
@@ -65,6 +67,31 @@ async def _seed(settings: Settings, count: int) -> tuple[TenantInfo, Any]:
     finally:
         await hub.close()
     return tenant, fleet
+
+
+DEMO_TEMPLATES: tuple[dict[str, Any], ...] = (
+    {"code": "LANXI-WELCOME-TEA", "title": "¥15 off your first tea", "off_fen": 1500},
+    {"code": "LANXI-BIRTHDAY", "title": "Birthday: ¥30 off over ¥100", "off_fen": 3000,
+     "threshold_fen": 10000},
+    {"code": "LANXI-MEMBER-DAY", "title": "Member day: ¥5 off", "off_fen": 500},
+    {"code": "LANXI-OOLONG-WELCOME", "title": "Golden Oolong welcome: ¥50 off", "off_fen": 5000,
+     "threshold_fen": 20000},
+    {"code": "LANXI-PUER-WELCOME", "title": "Vintage Pu'er welcome: ¥100 off", "off_fen": 10000,
+     "threshold_fen": 30000},
+    {"code": "LANXI-20-OFF", "title": "¥20 off your next tea order", "off_fen": 2000,
+     "threshold_fen": 8000},
+)  # fmt: skip
+"""The coupons the demo's rule config grants (connectors/demo_rules.yaml: tier gifts, member
+gifts, the mall's coupon reward), created before the config so its gifts become coupons."""
+
+
+async def _coupon_templates(tx: Tx) -> None:
+    from gateway import coupons
+
+    for spec in DEMO_TEMPLATES:
+        await coupons.create_template(
+            tx, kind="amount_off", validity="relative", valid_days=30, **spec
+        )
 
 
 async def _hold_some(tx: Tx, member_ids: list[uuid.UUID]) -> None:

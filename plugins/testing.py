@@ -363,6 +363,33 @@ class RuleLab:
             )
             return [(r.kind, r.code, r.rule) for r in rows]
 
+    async def coupon_template(self, code: str, **fields: Any) -> None:
+        """Create a coupon template (defaults: ¥10 off, valid 30 days; any field of
+        ``gateway.coupons.create_template`` may be given), so ``coupon:<code>`` grants really
+        become coupons in the lab."""
+        from gateway import coupons
+
+        spec: dict[str, Any] = {"kind": "amount_off", "off_fen": 1000, "validity": "relative"}
+        spec.update(valid_days=30, title=code, **fields)
+        async with self.db.tenant_tx(self.tenant_id) as tx:
+            await coupons.create_template(
+                tx, code=code, now=datetime(2000, 1, 1, tzinfo=UTC), **spec
+            )
+
+    async def coupons(self, member: uuid.UUID) -> list[tuple[str, str]]:
+        """``(template code, source)`` of every coupon the member holds, oldest first (a grant's
+        coupons have the source ``rule:<rule>`` or ``mall``)."""
+        from gateway.coupons.model import C, T
+
+        async with self.db.tenant_tx(self.tenant_id) as tx:
+            rows = await tx.conn.execute(
+                select(T.c.code, C.c.source)
+                .join(T, (T.c.tenant_id == C.c.tenant_id) & (T.c.id == C.c.template_id))
+                .where(C.c.tenant_id == self.tenant_id, C.c.member_id == member)
+                .order_by(C.c.issued_at, C.c.idem_key)
+            )
+            return [(r.code, r.source) for r in rows]
+
     async def completions(self, member: uuid.UUID) -> list[tuple[str, int, int]]:
         """``(task, points, growth)`` of every paid task completion, in time order."""
         tc: Any = TaskCompletion.__table__  # type: ignore[attr-defined]

@@ -167,12 +167,15 @@ class TaskKind(StrEnum):
 
 
 @strawberry.enum(
-    description="Fulfilment state of a grant: ISSUED (waiting for the owning system), FULFILLED "
-    "or CANCELLED."
+    description="Fulfilment state of a grant: ISSUED (waiting for the owning system: gifts, "
+    "shipped items), FULFILLED (delivered: coupons issued, points credited), UNFULFILLED (the "
+    "coupon system refused it — limit, inactive, ended or unknown template; the reason ends "
+    "with `[unfulfilled: CODE]` — for an operator to follow up) or CANCELLED."
 )
 class GrantStatus(StrEnum):
     ISSUED = "issued"
     FULFILLED = "fulfilled"
+    UNFULFILLED = "unfulfilled"
     CANCELLED = "cancelled"
 
 
@@ -1030,6 +1033,22 @@ class RuleIntent:
     grant: str | None = strawberry.field(description='Grants: the reward, "kind:code".')
     quantity: int | None = strawberry.field(description="Grants: units.")
     reason: str = strawberry.field(description="Why, in words.")
+    fulfilment: GrantStatus | None = strawberry.field(
+        default=None,
+        description="Grants written now: FULFILLED (coupons issued / points credited), "
+        "UNFULFILLED (refused, see fulfilmentReason) or ISSUED (another system's kind); null "
+        "for credits and for grants written before (a replay).",
+    )
+    fulfilment_reason: str | None = strawberry.field(
+        default=None,
+        description="UNFULFILLED: the refusal code (MEMBER_LIMIT, TOTAL_LIMIT, INACTIVE, "
+        "EXPIRED, NOT_FOUND, INVALID_CODE).",
+    )
+    coupon_codes: list[str] | None = strawberry.field(
+        default=None,
+        description="Coupon grants: the codes issued (in a dry run: that would be issued; "
+        "rolled back).",
+    )
 
 
 @strawberry.type(description="What an event did to one task.")
@@ -1104,7 +1123,14 @@ class EventReport:
             dry_run=bool(d["dry_run"]),
             recorded=bool(d["recorded"]),
             intents=[
-                RuleIntent(**{**i, "slot": RuleSlot(i["slot"])}) for i in d.get("intents", [])
+                RuleIntent(
+                    **{
+                        **i,
+                        "slot": RuleSlot(i["slot"]),
+                        "fulfilment": GrantStatus(i["fulfilment"]) if i.get("fulfilment") else None,
+                    }
+                )
+                for i in d.get("intents", [])
             ],
             tasks=[TaskStep(**s) for s in d.get("tasks", [])],
             tier=None
@@ -1156,10 +1182,16 @@ def report(
     """An outcome as plain JSON (stored with an idempotency key; :meth:`EventReport.from_dict`
     builds the answer from it, first time and replay alike)."""
     intents = []
+    done = list(out.fulfilments)  # in the order the grants were planned (and written)
     for p in out.planned:
         o = p.outcome
         common = {"rule_set": p.rule_set, "slot": p.slot, "rule": o.rule, "reason": o.reason}
         if isinstance(o, Grant):
+            f = next(
+                (x for x in done if f"{x.kind}:{x.code}" == o.reward[: len(o.kind) + 65]), None
+            )
+            if f is not None:
+                done.remove(f)
             intents.append(
                 {
                     **common,
@@ -1168,6 +1200,11 @@ def report(
                     "kind": "grant",
                     "grant": o.reward,
                     "quantity": o.quantity,
+                    "fulfilment": None if f is None else f.status,
+                    "fulfilment_reason": None if f is None else f.reason,
+                    "coupon_codes": None
+                    if f is None or f.kind != "coupon"
+                    else [c.code for c in f.coupons],
                 }
             )
         else:

@@ -187,3 +187,43 @@ def test_dry_run_an_order_and_run_the_tier_job(
         == 2
     )
     assert "unknown tier 'mythic'" in capsys.readouterr().err
+
+
+def test_fulfil_retry_delivers_a_gift_once_its_template_exists(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A join gift naming a template the brand had not created yet waits ``unfulfilled``; after
+    the template exists ``rules fulfil-retry`` delivers it once (exit 0), then finds nothing."""
+    cfg = workdir / "gifts.yaml"
+    cfg.write_text(
+        "benefits:\n  - rule: member_gifts\n    config: {join: ['coupon:HELLO']}\n", "utf-8"
+    )
+    assert main(["rules", "apply", "--tenant", "brand-a", str(cfg)]) == 0
+    member = _member_with_order(workdir, 1000)  # a new member: member.joined → the gift
+    capsys.readouterr()
+    assert main(["rules", "fulfil-retry", "--tenant", "brand-a"]) == 1
+    assert "\tcoupon:HELLO\tunfulfilled\tNOT_FOUND" in capsys.readouterr().out
+
+    async def create_template() -> None:
+        from gateway import coupons
+        from gateway.tenants import get_tenant
+
+        db = Database.from_url(f"sqlite+aiosqlite:///{workdir / 'cli.db'}")
+        try:
+            t = await get_tenant(db, "brand-a")
+            assert t is not None
+            async with db.tenant_tx(t.id) as tx:
+                await coupons.create_template(
+                    tx, code="HELLO", title="Hello", kind="amount_off", off_fen=500,
+                    validity="relative", valid_days=30,
+                )  # fmt: skip
+        finally:
+            await db.dispose()
+
+    asyncio.run(create_template())
+    assert main(["rules", "fulfil-retry", "--tenant", "brand-a"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.split("\t")[1:3] == ["coupon:HELLO", "fulfilled"] and len(line.split("\t")[3]) > 8
+    assert main(["rules", "fulfil-retry", "--tenant", "brand-a"]) == 0
+    assert capsys.readouterr().out == ""
+    assert member is not None

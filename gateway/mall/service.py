@@ -60,6 +60,7 @@ from gateway.mall.catalog import MODES, PERIODS, Catalog, Reward
 from gateway.rules import config as rule_config
 from gateway.rules.config import RuleConfig
 from gateway.rules.engine import growth_moves, load_tier_state
+from gateway.rules.fulfil import UNFULFILLED, Fulfilment, fulfil
 from gateway.rules.hookspecs import MemberSnapshot, Quote
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.rules.tiers import TierFacts, decide, horizon, tier_view
@@ -91,6 +92,13 @@ REASONS = (
 )
 """Stable codes of :attr:`ExchangeOption.reason` and :attr:`NotEligible.reason`."""
 GRANT_RULE = "mall"
+_COUPON_REFUSALS = {
+    "MEMBER_LIMIT": "MEMBER_LIMIT",
+    "TOTAL_LIMIT": "OUT_OF_STOCK",
+    "INACTIVE": "ENDED",
+    "EXPIRED": "ENDED",
+}
+"""A coupon reward the coupon system refuses, as the mall's own reason codes (others: RULE)."""
 
 
 # ---- results -------------------------------------------------------------------------------
@@ -250,6 +258,16 @@ async def _effective_tier(
     moves = await growth_moves(tx, member_id, horizon(policy, state, now, timezone))
     decision = decide(policy, TierFacts(state, growth, moves, timezone), now)
     return decision.state.effective(now)
+
+
+async def effective_tier(
+    tx: Tx, cfg: RuleConfig, timezone: str, member_id: uuid.UUID, now: datetime
+) -> str | None:
+    """The member's effective tier *now* (as the mall prices), for other readers such as
+    :mod:`gateway.pricing`; reads only."""
+    views = await ledger.balances_for(tx, [member_id], now=now)
+    growth = next((bv.available for (m, a), bv in views.items() if a == "growth"), 0)
+    return await _effective_tier(tx, cfg, timezone, member_id, growth, now)
 
 
 # ---- calendar ------------------------------------------------------------------------------
@@ -564,7 +582,28 @@ async def redeem(
         finally:
             await sp.rollback()
     registry = registry if registry is not None else default_registry()
+    # One savepoint around it all, so a refusal found late (the coupon system refusing the
+    # reward after the points were taken) leaves the caller's transaction as it was.
+    sp = await tx.conn.begin_nested()
+    try:
+        done = await _redeem(tx, member_id, reward, mode, quantity, idem_key, registry, now)
+    except BaseException:
+        await sp.rollback()
+        raise
+    await sp.commit()
+    return done
 
+
+async def _redeem(
+    tx: Tx,
+    member_id: uuid.UUID,
+    reward: str,
+    mode: str,
+    quantity: int,
+    idem_key: str,
+    registry: RuleRegistry,
+    now: datetime,
+) -> Redemption:
     survivor = await _lock_member(tx, member_id)
     if survivor is None:
         raise NotFound("member not found", member_id=str(member_id))
@@ -675,9 +714,18 @@ async def redeem(
         )
     grant_id = None
     if not pays_later:
-        grant_id = await _issue_grant(
+        grant_id, done = await _issue_grant(
             tx, rid, survivor, (item.kind, item.item, item.title), quantity, now
         )
+        if done is not None and done.status == UNFULFILLED and done.reason in _COUPON_REFUSALS:
+            # The coupon system refused (its limit, its end): the member must not pay points
+            # for nothing, so the exchange is refused and everything it wrote is undone. An
+            # unknown template is the brand's set-up, not the member's doing: the exchange
+            # stands and the grant waits, ``unfulfilled``, for the operator.
+            raise NotEligible(
+                f"{item.title} cannot be issued now: {done.message}",
+                _COUPON_REFUSALS.get(done.reason or "", "RULE"),
+            )
     return Redemption(
         id=rid,
         member_id=survivor,
@@ -714,12 +762,14 @@ async def _issue_grant(
     ref: tuple[str, str, str],
     quantity: int,
     now: datetime,
-) -> uuid.UUID:
+) -> tuple[uuid.UUID, Fulfilment | None]:
     """The ``member_grant`` (kind / code = the reward's kind / item) the owning system fulfils;
-    keyed by the redemption, so a replayed completion cannot grant twice."""
+    keyed by the redemption, so a replayed completion cannot grant twice. Coupons and points are
+    delivered at once (:mod:`gateway.rules.fulfil`); the fulfilment is ``None`` on a replay."""
     gid = _grant_id(tx.tenant_id, redemption_id)
     kind, code, title = ref
-    await tx.conn.execute(
+    reason = f"points mall: {title}"[:300]
+    inserted = await tx.conn.execute(
         upsert_insert(tx, G)
         .values(
             tenant_id=tx.tenant_id,
@@ -729,14 +779,28 @@ async def _issue_grant(
             code=code[:64],
             quantity=quantity,
             rule=GRANT_RULE,
-            reason=f"points mall: {title}"[:300],
+            reason=reason,
             source=f"redemption:{redemption_id}",
             status="issued",
             created_at=now,
         )
         .on_conflict_do_nothing()
+        .returning(G.c.id)
     )
-    return gid
+    if inserted.first() is None:  # granted before: delivered (or refused) then
+        return gid, None
+    done = await fulfil(
+        tx,
+        grant_id=gid,
+        member_id=member_id,
+        kind=kind,
+        code=code[:64],
+        quantity=quantity,
+        rule=GRANT_RULE,
+        reason=reason,
+        now=now,
+    )
+    return gid, done
 
 
 # ---- payment, cancel, expiry ---------------------------------------------------------------
@@ -809,6 +873,8 @@ async def confirm_payment(
     # Merged away since the redemption? The reward goes to the surviving member (the held
     # points were captured from the member that held them, as the ledger keeps holds in place).
     owner = await resolve(tx, row.member_id, lock=True) or row.member_id
+    # Paid already: a coupon that cannot be issued now stays an ``unfulfilled`` grant for the
+    # brand to follow up (raise the limit and retry, or refund) — the payment is not undone.
     await _issue_grant(tx, row.id, owner, ref, row.quantity, now)
     done = (
         await tx.conn.execute(
@@ -917,6 +983,7 @@ __all__ = [
     "RewardOffer",
     "cancel",
     "confirm_payment",
+    "effective_tier",
     "expire_due",
     "get_redemptions",
     "offers",

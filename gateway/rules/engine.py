@@ -10,7 +10,8 @@ For an event it (all inside the caller's transaction, the member's row locked):
 3. writes them: each :class:`Intent` is one ``ledger.credit`` keyed
    ``uuid5(tenant, "rules", event, rule, account)`` (points lots dated by the **expiry** rule
    set), growth is also recorded as a :class:`GrowthFact` in business time, each :class:`Grant`
-   one ``member_grant`` row keyed the same way;
+   one ``member_grant`` row keyed the same way — delivered at once when the gateway owns the
+   reward kind (coupons, points: :mod:`gateway.rules.fulfil`);
 4. runs the **tiers** policy (:func:`gateway.rules.tiers.decide`) on the new facts; a change is
    stored with its history and emitted as a ``tier.changed`` (or ``tier.kept``) event, which
    this engine then processes in turn (tier gifts, upgrade benefits).
@@ -41,6 +42,8 @@ from gateway.ids import derived_id
 from gateway.ledger.accounts import ACCOUNTS
 from gateway.rules import config as rule_config
 from gateway.rules.config import RuleConfig
+from gateway.rules.fulfil import Fulfilment
+from gateway.rules.fulfil import fulfil as fulfil_grant
 from gateway.rules.hookspecs import EventView, Grant, Intent, MemberSnapshot, TaskDef, TierPolicy
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.rules.tasks import TaskStep, advance, event_type
@@ -209,6 +212,7 @@ class Outcome:
     planned: list[Planned] = field(default_factory=list)
     transfers: list[Any] = field(default_factory=list)
     grants: list[uuid.UUID] = field(default_factory=list)
+    fulfilments: list[Fulfilment] = field(default_factory=list)
     tasks: list[TaskStep] = field(default_factory=list)
     tier_changes: list[TierChange] = field(default_factory=list)
     tier_before: str | None = None
@@ -255,7 +259,7 @@ async def process_event(
         timezone = await _timezone(tx)
         cfg = config
     out = Outcome(event)
-    if not cfg.entries:
+    if not cfg.entries and cfg.triggers is None:
         return out
     member_id = await resolve(tx, event.member_id, lock=True)
     if member_id is None:
@@ -274,6 +278,10 @@ async def process_event(
     planned.extend(_plan_benefits(registry, cfg, snapshot, event))
     out.planned = planned
     await _write(tx, ctx, out, now)
+    if cfg.triggers is not None:  # the tenant's care trigger actions (coupons, points)
+        from gateway.triggers.actions import run_actions
+
+        await run_actions(tx, cfg, event, member_id, registry=registry, timezone=timezone, now=now)
     tier_events = await ctx.settle_tier(tx, out, now)
     out.tier_after = ctx.effective_tier()
     if _depth < MAX_DEPTH:
@@ -338,22 +346,40 @@ async def member_joined(
     channel: str,
     at: datetime,
     registry: RuleRegistry | None = None,
+    scene: Any = None,
 ) -> Outcome | None:
-    """Record ``member.joined`` for a new member when the tenant runs rules that react to
-    members (tiers, tasks, benefits) and process it (join gift, entry tier)."""
+    """Record ``member.joined`` for a new member — always, since webhook subscribers want every
+    join — and run the rules on it (join gift, entry tier) only when the tenant's config reacts
+    to members (not ``bulk_safe``). ``scene`` (a :class:`gateway.tags.scene.JoinScene` or
+    ``None``) goes into the payload. Returns the rules' outcome, ``None`` if none ran."""
     registry = registry if registry is not None else default_registry()
     cfg, _ = await rule_config.active(tx, registry)
+    event_id = derived_id(tx.tenant_id, "member", member_id, "joined")
+    payload = joined_payload(channel, scene)
     if cfg.bulk_safe:
+        await record_event(
+            tx,
+            event_id=event_id,
+            member_id=member_id,
+            type="member.joined",
+            payload=payload,
+            occurred_at=at,
+        )
         return None
     return await record_and_process(
         tx,
-        event_id=derived_id(tx.tenant_id, "member", member_id, "joined"),
+        event_id=event_id,
         member_id=member_id,
         type="member.joined",
-        payload={"channel": channel},
+        payload=payload,
         occurred_at=at,
         registry=registry,
     )
+
+
+def joined_payload(channel: str, scene: Any = None) -> dict[str, Any]:
+    """The ``member.joined`` payload (shared with the sync's set-based batch path)."""
+    return {"channel": channel, "scene": scene.payload() if scene is not None else None}
 
 
 async def _timezone(tx: Tx) -> str:
@@ -556,6 +582,7 @@ async def _write(tx: Tx, ctx: _Context, out: Outcome, now: datetime) -> None:
             )
             if ins.first() is not None:
                 out.grants.append(gid)
+                out.fulfilments.append(await _fulfil(tx, ctx, gid, member_id, o, now))
             continue
         key = derived_id(tx.tenant_id, "rules", event.id, o.rule, o.account)
         kwargs: dict[str, Any] = {}
@@ -586,6 +613,30 @@ async def _write(tx: Tx, ctx: _Context, out: Outcome, now: datetime) -> None:
         if o.account == "growth" and not result.replayed:
             ctx.growth_credited(o.amount, event.occurred_at)
             await add_growth_fact(tx, key, member_id, o.amount, event.occurred_at, p.rule_set)
+
+
+async def _fulfil(
+    tx: Tx, ctx: _Context, gid: uuid.UUID, member_id: uuid.UUID, o: Grant, now: datetime
+) -> Fulfilment:
+    """Deliver a just-written grant the gateway owns (coupons, points: :mod:`.fulfil`); a
+    refusal leaves it ``unfulfilled`` and never fails the event."""
+    expires: Any = ledger.DEFAULT_EXPIRY
+    expiry = ctx.expiry()
+    if o.kind == "points" and expiry is not None:
+        rs, conf = expiry
+        expires = rs.expires_at(ctx.event.occurred_at, "points", ctx.timezone, conf)
+    return await fulfil_grant(
+        tx,
+        grant_id=gid,
+        member_id=member_id,
+        kind=o.kind,
+        code=o.code[:64],
+        quantity=o.quantity,
+        rule=o.rule[:64],
+        reason=o.reason[:300],
+        now=now,
+        expires_at=expires,
+    )
 
 
 async def add_growth_fact(
@@ -879,6 +930,7 @@ def dump(out: Outcome) -> dict[str, Any]:
                 for c in out.tier_changes
             ],
         },
+        "fulfilments": [f.as_dict() for f in out.fulfilments],
         "follow_ups": [dump(f) for f in out.follow_ups],
     }
 
@@ -913,6 +965,7 @@ __all__ = [
     "add_growth_fact",
     "dump",
     "growth_moves",
+    "joined_payload",
     "load_tier_state",
     "member_joined",
     "process_event",

@@ -380,8 +380,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     ),
     EventType(
         "member.joined",
-        "The member was created (first identifier seen).",
-        {"channel": ""},
+        "The member was created (first identifier seen); recorded for every new member.",
+        {"channel": "", "scene": "{kind, ref} of the join scene, or null"},
         recorded_by=(),
     ),
     EventType(
@@ -450,7 +450,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
             "account": "ledger account",
             "delta": "int, change of the available balance",
             "available": "int, available balance after the change",
-            "kind": "what moved it (credit, debit, hold, capture, release, expire, reverse, …)",
+            "kind": "what moved it: the transfer kind (earn, spend, reversal, adjust, capture, "
+            "expire, merge_in, merge_out, …) or hold, release, hold_expired",
             "transfer_id": "uuid of the ledger transfer or hold",
         },
         recorded_by=(),
