@@ -464,6 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_triggers_commands(sub)
 
+    from gateway.cli_coupons import add_commands as add_coupons_commands
+
+    add_coupons_commands(sub)
+
+    from gateway.cli_segments import add_commands as add_segments_commands
+
+    add_segments_commands(sub)
+
     demo = sub.add_parser("demo", help="seed a demo brand on SQLite, print a key, serve")
     demo.add_argument("--members", type=int, default=2000)
     demo.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")

@@ -7,8 +7,10 @@ Inputs are plain data: validation lives in the services (``gateway``), which rai
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 import strawberry
+from strawberry.scalars import JSON
 
 from schema.enums import OrderStatus
 
@@ -32,6 +34,17 @@ class MemberFilterInput:
     )
     created_after: datetime | None = strawberry.field(default=None, description="Created after.")
     created_before: datetime | None = strawberry.field(default=None, description="Created before.")
+    segment: JSON | None = strawberry.field(
+        default=None,
+        description="A segment filter document (the language of `createSegment` / "
+        "`previewSegment`: tiers, tags, channels, spend, lastOrder, orderCount, birthdayMonth, "
+        "joined), evaluated now. An invalid one is a FILTER_INVALID error listing the problems.",
+    )
+    in_segment: str | None = strawberry.field(
+        default=None,
+        description="Only current members of this segment (code or id), as of its last build "
+        "or refresh.",
+    )
 
 
 @strawberry.input(description="A raw identifier as a channel reports it.")
@@ -58,6 +71,27 @@ class ProfileInput:
     )
 
 
+@strawberry.enum(
+    description="How a person joined: STORE_QR (a store's QR code), GUIDE (a shopping guide), "
+    "LIVE (a live-stream room), CAMPAIGN (a marketing campaign), OTHER."
+)
+class JoinSceneKind(StrEnum):
+    STORE_QR = "store_qr"
+    GUIDE = "guide"
+    LIVE = "live"
+    CAMPAIGN = "campaign"
+    OTHER = "other"
+
+
+@strawberry.input(description="The scene a member joined by (入会场景).")
+class JoinSceneInput:
+    kind: JoinSceneKind = strawberry.field(description="The kind of scene.")
+    ref: str | None = strawberry.field(
+        default=None,
+        description="The store code, guide code, live-room id or campaign code (≤ 55 characters).",
+    )
+
+
 @strawberry.input(
     description="Resolve a channel record to one member (ONE ID): creates, "
     "attaches or merges as the identifiers require."
@@ -66,6 +100,11 @@ class UpsertMemberInput:
     channel: str = strawberry.field(description="Reporting channel, e.g. tmall, wechat, pos.")
     identifiers: list[IdentifierInput] = strawberry.field(description="At least one identifier.")
     profile: ProfileInput | None = strawberry.field(default=None, description="Profile facts.")
+    scene: JoinSceneInput | None = strawberry.field(
+        default=None,
+        description="How the person joined; a member created now gets its tags (scene:<kind>, "
+        "store:/guide:/live:/campaign:/ref:<ref>) and member.joined carries it.",
+    )
     idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_DOC)
 
 
@@ -101,6 +140,12 @@ class RecordOrderInput:
     store_code: str | None = strawberry.field(default=None, description="Store code.")
     guide_code: str | None = strawberry.field(default=None, description="Shopping guide code.")
     paid_at: datetime | None = strawberry.field(default=None, description="When it was paid.")
+    coupons: list[str] | None = strawberry.field(
+        default=None,
+        description="Coupon codes the order used (at most 10), redeemed atomically with it "
+        "against totalFen and the lines before discounts; one refused code refuses the whole "
+        "order (CouponRefusedError) and nothing is written. Re-sending the order is idempotent.",
+    )
     idempotency_key: str | None = strawberry.field(default=None, description=IDEMPOTENCY_DOC)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from schema.context import RequestContext
+from schema.coupons import prefetch as prefetch_coupons
 from schema.loaders import batch_of, prime
 from schema.rules import prefetch as prefetch_rules
 from schema.types import MAX_EXPIRY_WINDOW_DAYS, MAX_LATEST_ORDERS
@@ -72,6 +73,8 @@ async def prefetch_members(
                 await prime(loader, ids, batch_of(loader))
         elif f.name in ("tier", "tasks", "grants"):
             await prefetch_rules(ctx, ids, f.name, f.arguments)
+        elif f.name == "coupons":
+            await prefetch_coupons(ctx, ids, f.arguments)
         elif f.name == "latestOrders":
             limit = _arg(f, "limit", 5)
             if isinstance(limit, int) and 0 < limit <= MAX_LATEST_ORDERS:

@@ -19,11 +19,13 @@ from strawberry.types import Info
 from gateway import idempotency, ledger, members, orders
 from gateway.errors import DomainError, InvalidInput, NotFound
 from gateway.storage.db import Tx
+from gateway.tags.scene import JoinScene
 from gateway.tenancy import Scope
 from schema.context import RequestContext, ctx_of
-from schema.coupons import CouponMutations
+from schema.coupons import CouponDiscount, CouponKind, CouponMutations
 from schema.enums import OrderStatus
 from schema.errors import (
+    CouponRefusedError,
     Error,
     HoldNotActiveError,
     IdempotencyKeyReusedError,
@@ -49,6 +51,7 @@ from schema.loaders import peek
 from schema.mall import MallMutations
 from schema.relay import decode_id, global_id
 from schema.rules import RulesMutations
+from schema.segments import SegmentMutations
 from schema.sync import SyncMutations
 from schema.types import Member, Merge, Order, PointsHold, PointsTransfer, then
 from schema.webhooks import WebhookMutations
@@ -157,6 +160,9 @@ class UpsertMemberPayload:
 class RecordOrderPayload:
     created: bool = strawberry.field(description="True when the order was new.")
     status_changed: bool = strawberry.field(description="True when its status moved forward.")
+    coupons: list[CouponDiscount] = strawberry.field(
+        description="What each coupon given in the input took off (replayed on a re-send)."
+    )
     order_id: strawberry.Private[uuid.UUID]
     ctx: strawberry.Private[RequestContext]
 
@@ -182,6 +188,10 @@ class RefundOrderPayload:
     )
     shortfall: list[AccountAmount] = strawberry.field(
         description="What could not be taken back because the member had already spent it."
+    )
+    returned_coupons: list[str] = strawberry.field(
+        description="Codes of the coupons given back because this refund completed a full "
+        "refund (only those whose template allows it; a partial refund keeps them)."
     )
     order_id: strawberry.Private[uuid.UUID]
     ctx: strawberry.Private[RequestContext]
@@ -273,7 +283,10 @@ MERGE_ERRORS = (*COMMON, InvalidTransitionError)
 UpsertMemberResult = _union(
     "UpsertMemberResult", UpsertMemberPayload, UPSERT_ERRORS, "upsertMember result."
 )
-RecordOrderResult = _union("RecordOrderResult", RecordOrderPayload, ORDER_ERRORS, "recordOrder.")
+RECORD_ORDER_ERRORS = (*ORDER_ERRORS, CouponRefusedError)
+RecordOrderResult = _union(
+    "RecordOrderResult", RecordOrderPayload, RECORD_ORDER_ERRORS, "recordOrder."
+)
 RefundOrderResult = _union("RefundOrderResult", RefundOrderPayload, ORDER_ERRORS, "refundOrder.")
 AdjustPointsResult = _union(
     "AdjustPointsResult", AdjustPointsPayload, ADJUST_ERRORS, "adjustPoints result."
@@ -303,6 +316,33 @@ def _hold_payload(ctx: RequestContext, r: Result) -> PointsHoldPayload:
     )
 
 
+def _discount_result(d: Any) -> Result:
+    """A coupon discount as stored with an idempotent recordOrder result (JSON-able)."""
+    return {
+        "code": d.code,
+        "template_code": d.template_code,
+        "kind": d.kind,
+        "discount_fen": d.discount_fen,
+        "eligible_fen": d.eligible_fen,
+        "gift_sku": d.gift_sku,
+        "order_ref": d.order_ref,
+        "replayed": d.replayed,
+    }
+
+
+def _coupon_discount(r: Result) -> CouponDiscount:
+    return CouponDiscount(
+        code=r["code"],
+        template_code=r["template_code"],
+        kind=CouponKind(r["kind"]),
+        discount_fen=int(r["discount_fen"]),
+        eligible_fen=int(r["eligible_fen"]),
+        gift_sku=r["gift_sku"],
+        order_ref=r["order_ref"],
+        replayed=bool(r["replayed"]),
+    )
+
+
 def _merge_payload(ctx: RequestContext, r: Result) -> MergePayload:
     return MergePayload(
         merge_id=_ids(r, "merge_id"),
@@ -322,7 +362,14 @@ def _merge_result(m: members.MergeInfo) -> Result:
 
 
 @strawberry.type
-class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, CouponMutations):
+class Mutation(
+    SyncMutations,
+    RulesMutations,
+    MallMutations,
+    WebhookMutations,
+    CouponMutations,
+    SegmentMutations,
+):
     @strawberry.mutation(
         description="Resolve a channel record to ONE member: no match creates one, one match "
         "attaches, several strong matches merge into the oldest. Scopes: admin, pos, connector."
@@ -351,6 +398,9 @@ class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, C
                 profile=profile,
                 key=ctx.hub.tenant_key(ctx.tenant_id),
                 rules=ctx.hub.rules,
+                scene=None
+                if input.scene is None
+                else JoinScene(input.scene.kind.value, input.scene.ref),
             )
             return {
                 "typename": "UpsertMemberPayload",
@@ -410,12 +460,15 @@ class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, C
                 placed_at=input.placed_at,
                 paid_at=input.paid_at,
             )
-            res = await orders.record_order(tx, inp, registry=ctx_of(info).hub.rules)
+            res = await orders.record_order(
+                tx, inp, registry=ctx_of(info).hub.rules, coupons=input.coupons
+            )
             return {
                 "typename": "RecordOrderPayload",
                 "order_id": str(res.order_id),
                 "created": res.created,
                 "status_changed": res.status_changed,
+                "coupons": [_discount_result(d) for d in res.coupons],
             }
 
         ctx, r = await _run(
@@ -424,13 +477,14 @@ class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, C
             scopes=WRITE,
             inp=input,
             execute=execute,
-            allowed=ORDER_ERRORS,
+            allowed=RECORD_ORDER_ERRORS,
         )
         if isinstance(r, Error):
             return r
         return RecordOrderPayload(
             created=bool(r["created"]),
             status_changed=bool(r["status_changed"]),
+            coupons=[_coupon_discount(d) for d in r.get("coupons") or []],
             order_id=_ids(r, "order_id"),
             ctx=ctx,
         )
@@ -457,6 +511,7 @@ class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, C
                 "status": res.status,
                 "reversed": dict(res.reversed),
                 "shortfall": dict(res.shortfall),
+                "returned_coupons": list(res.returned_coupons),
             }
 
         ctx, r = await _run(
@@ -475,6 +530,7 @@ class Mutation(SyncMutations, RulesMutations, MallMutations, WebhookMutations, C
             status=OrderStatus(r["status"]),
             reversed=[AccountAmount(account=a, amount=int(v)) for a, v in r["reversed"].items()],
             shortfall=[AccountAmount(account=a, amount=int(v)) for a, v in r["shortfall"].items()],
+            returned_coupons=list(r.get("returned_coupons") or []),
             order_id=_ids(r, "order_id"),
             ctx=ctx,
         )

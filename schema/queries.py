@@ -3,6 +3,7 @@ and ``identifierKinds``, which any valid key may ask (a POS key can see what it 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated
 
@@ -10,7 +11,8 @@ import strawberry
 from strawberry import relay
 from strawberry.types import Info
 
-from gateway import identifiers, members
+from gateway import identifiers, members, segments
+from gateway.storage.db import Tx
 from gateway.tenancy import Scope
 from gateway.tenants import get_tenant
 from schema.context import RequestContext, ctx_of
@@ -18,6 +20,7 @@ from schema.coupons import CouponQueries
 from schema.inputs import MemberFilterInput
 from schema.lookahead import connection_nodes, flatten, prefetch_members
 from schema.mall import MallQueries, redemption_by_id
+from schema.pricing import PricingQueries
 from schema.relay import (
     Connection,
     build_connection,
@@ -28,6 +31,7 @@ from schema.relay import (
     encode_cursor,
 )
 from schema.rules import RulesQueries
+from schema.segments import SegmentQueries
 from schema.sync import SyncQueries
 from schema.types import (
     IdentifierKind,
@@ -84,7 +88,15 @@ def _read_ctx(info: Info) -> RequestContext:
 
 
 @strawberry.type
-class Query(SyncQueries, RulesQueries, MallQueries, WebhookQueries, CouponQueries):
+class Query(
+    SyncQueries,
+    RulesQueries,
+    MallQueries,
+    WebhookQueries,
+    CouponQueries,
+    PricingQueries,
+    SegmentQueries,
+):
     @strawberry.field(
         description="Any object by its global id (Relay). Unknown, malformed or "
         "another tenant's ids give null."
@@ -163,7 +175,13 @@ class Query(SyncQueries, RulesQueries, MallQueries, WebhookQueries, CouponQuerie
             created_after=f.created_after,
             created_before=f.created_before,
         )
-        rows = await ctx.read(members.list_members, first=first, after=after_id, filter=flt)
+
+        async def page(tx: Tx) -> list[members.MemberRow]:
+            within = await segments.matching(tx, filter_doc=f.segment, segment=f.in_segment)
+            narrowed = dataclasses.replace(flt, within=within)
+            return await members.list_members(tx, first=first, after=after_id, filter=narrowed)
+
+        rows = await ctx.read(page)
         page = rows[:first]
         ctx.loaders.member.prime_many({r.id: r for r in page})
         node_fields = connection_nodes(flatten(info.selected_fields[0].selections))

@@ -22,6 +22,7 @@ from gateway import ledger, orders
 from gateway.errors import InvalidInput
 from gateway.members import IdentityRow, MemberRow, MergeInfo
 from schema.context import RequestContext
+from schema.coupons import MEMBER_COUPONS
 from schema.enums import MergeStatus, OrderStatus, PointsHoldStatus
 from schema.loaders import peek
 from schema.mall import MEMBER_EXCHANGE_OPTIONS, MEMBER_REDEMPTIONS
@@ -35,6 +36,7 @@ from schema.relay import (
     global_id,
 )
 from schema.rules import MEMBER_GRANTS, MEMBER_TASKS, MEMBER_TIER, MEMBER_TIER_HISTORY
+from schema.segments import MEMBER_SEGMENTS, MEMBER_TAGS
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -498,8 +500,12 @@ class Member(relay.Node):
     tier_history = MEMBER_TIER_HISTORY
     tasks = MEMBER_TASKS
     grants = MEMBER_GRANTS
+    coupons = MEMBER_COUPONS  # schema/coupons.py
     exchange_options = MEMBER_EXCHANGE_OPTIONS
     redemptions = MEMBER_REDEMPTIONS
+    # Tags and segments (schema/segments.py).
+    tags = MEMBER_TAGS
+    segments = MEMBER_SEGMENTS
 
 
 @strawberry.type(description="The brand (tenant) the API key belongs to.")

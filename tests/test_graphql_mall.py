@@ -384,7 +384,7 @@ async def test_tenant_b_cannot_see_or_act_on_tenant_a_redemptions(api: Api) -> N
 
 def _readme_example() -> str:
     readme = Path(__file__).resolve().parents[1] / "schema" / "README.md"
-    (example,) = re.findall(r"```graphql\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    (example,) = re.findall(r"```graphql mall\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
     return str(example)
 
 

@@ -46,3 +46,24 @@ def test_leaf_field_fast_path_is_active() -> None:
     plans = build_schema().execution_context_class.leaf_plans  # type: ignore[attr-defined]
     assert len(plans) > 50
     assert ("Balance", "available") in plans and ("Order", "paidFen") in plans
+
+
+def test_every_graphql_block_of_the_schema_readme_validates() -> None:
+    """Frontend teams copy these examples: each ```graphql block (tagged or not) of
+    schema/README.md must parse and validate against the schema as built."""
+    import re
+    from pathlib import Path
+
+    from graphql import parse, validate
+    from graphql.validation import LoneAnonymousOperationRule, specified_rules
+
+    from schema import build_schema
+
+    # A block may list several anonymous operations side by side.
+    rules = [r for r in specified_rules if r is not LoneAnonymousOperationRule]
+    readme = (Path(__file__).resolve().parents[1] / "schema" / "README.md").read_text("utf-8")
+    blocks = re.findall(r"```graphql[^\n]*\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 6
+    schema = build_schema()._schema
+    for block in blocks:
+        assert validate(schema, parse(block), rules) == [], block[:80]

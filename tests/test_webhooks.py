@@ -194,8 +194,13 @@ async def test_events_from_real_paths_arrive_signed_and_the_secret_is_sealed(
 
     # The signing secret is stored sealed (Fernet, tenant key), never in plain text.
     async with db.tenant_tx(tenant.id, write=False) as tx:
+        # The tenant filter matters on SQLite (no row-level security): other tests' tenants
+        # share the session database.
         stored = (
-            await tx.conn.execute(text("SELECT secret FROM webhook_subscription"))
+            await tx.conn.execute(
+                text("SELECT secret FROM webhook_subscription WHERE tenant_id = :t"),
+                {"t": tenant.id.hex if db.dialect == "sqlite" else tenant.id},
+            )
         ).scalar_one()
     assert secret not in stored and secret.removeprefix("whsec_") not in stored
     assert sealed.unseal(TEST_SECRET, tenant.id, stored) == {"signing_secret": secret}
