@@ -274,8 +274,19 @@ def _task_problems(entries: list[Entry], registry: RuleRegistry) -> list[tuple[s
         except Exception as exc:  # a plugin bug must surface as a config problem, not a 500
             out.append((path, f"{e.rule}.tasks() failed: {exc}"))
             continue
+        known = ", ".join(sorted(registry.reward_kinds))
         for t in defs:
             out.extend((f"{path}.config", m) for m in check_task(t))
+            for reward in (*t.rewards, *(r for b in t.streak for r in b.rewards)):
+                kind, _, code = reward.partition(":")
+                if kind not in registry.reward_kinds or not code:
+                    out.append(
+                        (
+                            f"{path}.config",
+                            f"task {t.code}: reward {reward!r} is not '<kind>:<code>' with a "
+                            f"known reward kind ({known})",
+                        )
+                    )
             if t.code in owner:
                 out.append(
                     (

@@ -547,6 +547,9 @@ def _task_outcomes(step: TaskStep, rule: str) -> list[Planned]:
         out.append(Planned(rule, "tasks", Intent("points", step.points, step.reason, name, "task")))
     if step.growth:
         out.append(Planned(rule, "tasks", Intent("growth", step.growth, step.reason, name, "task")))
+    # Grants are keyed by (event, rule, reward): the task's name as the rule keeps two tasks
+    # rewarding the same coupon on one event apart.
+    out.extend(Planned(rule, "tasks", Grant(r, step.reason, name)) for r in step.rewards)
     return out
 
 
@@ -568,11 +571,7 @@ async def _write(tx: Tx, ctx: _Context, out: Outcome, now: datetime) -> None:
                     tenant_id=tx.tenant_id,
                     id=gid,
                     member_id=member_id,
-                    kind=o.kind,
-                    code=o.code[:64],
-                    quantity=o.quantity,
-                    rule=o.rule[:64],
-                    reason=o.reason[:300],
+                    **_grant_fields(o),
                     source=f"event:{event.id}",
                     status="issued",
                     created_at=now,
@@ -615,6 +614,18 @@ async def _write(tx: Tx, ctx: _Context, out: Outcome, now: datetime) -> None:
             await add_growth_fact(tx, key, member_id, o.amount, event.occurred_at, p.rule_set)
 
 
+def _grant_fields(o: Grant) -> dict[str, Any]:
+    """A grant's ``member_grant`` columns, cut to their widths: what the row holds and what
+    :func:`_fulfil` delivers are the same values."""
+    return {
+        "kind": o.kind,
+        "code": o.code[:64],
+        "quantity": o.quantity,
+        "rule": o.rule[:64],
+        "reason": o.reason[:300],
+    }
+
+
 async def _fulfil(
     tx: Tx, ctx: _Context, gid: uuid.UUID, member_id: uuid.UUID, o: Grant, now: datetime
 ) -> Fulfilment:
@@ -629,11 +640,7 @@ async def _fulfil(
         tx,
         grant_id=gid,
         member_id=member_id,
-        kind=o.kind,
-        code=o.code[:64],
-        quantity=o.quantity,
-        rule=o.rule[:64],
-        reason=o.reason[:300],
+        **_grant_fields(o),
         now=now,
         expires_at=expires,
     )

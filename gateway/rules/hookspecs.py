@@ -252,6 +252,8 @@ class StreakBonus:
     points: int = 0
     growth: int = 0
     repeat: bool = False
+    rewards: tuple[str, ...] = ()
+    """Rewards granted with the bonus, ``"<kind>:<code>"`` (e.g. ``coupon:STREAK7``)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,10 @@ class TaskDef:
     fields: tuple[str, ...] = ()
     on: Literal["join", "first_order"] = "join"
     channels: tuple[str, ...] | None = None
+    rewards: tuple[str, ...] = ()
+    """Rewards granted on every completion besides points and growth, ``"<kind>:<code>"`` (a
+    coupon template, a gift SKU): written as grants of ``<rule>.<task>`` and fulfilled like any
+    grant (coupons and points at once)."""
 
 
 # ---- exchange ------------------------------------------------------------------------------

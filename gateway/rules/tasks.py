@@ -47,6 +47,7 @@ class TaskStep:
     growth: int = 0
     reason: str = ""
     refused: str | None = None
+    rewards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def advance(
     new = dict(state)
     occurrence = str(event.id)
     points, growth, reason = task.points, task.growth, task.title
+    rewards = list(task.rewards)
     if task.kind == "checkin":
         occurrence = day.isoformat()
         last = new.get("last_day")
@@ -202,6 +204,7 @@ def advance(
             if streak == bonus.days or (bonus.repeat and streak % bonus.days == 0):
                 points += bonus.points
                 growth += bonus.growth
+                rewards.extend(bonus.rewards)
                 reason += f" (+{bonus.days}-day streak bonus)"
     elif task.kind in ("once", "profile"):
         occurrence = "once"
@@ -251,7 +254,10 @@ def advance(
     refused = _limit(task, new, day) or _late_limit(task, new, day)
     if refused:
         return TaskStep(task.code, dict(state), False, occurrence, refused=refused)
-    return TaskStep(task.code, _count(task, new, day), True, occurrence, points, growth, reason)
+    counted = _count(task, new, day)
+    return TaskStep(
+        task.code, counted, True, occurrence, points, growth, reason, rewards=tuple(rewards)
+    )
 
 
 def status(task: TaskDef, state: Mapping[str, Any], now: datetime, timezone: str) -> TaskStatus:

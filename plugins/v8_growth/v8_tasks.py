@@ -101,6 +101,14 @@ TASKS: Mapping[str, Spec] = {
     ),
 }
 
+REWARDS = {
+    "type": "array",
+    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*:.+$", "maxLength": 80},
+    "maxItems": 10,
+}
+"""``["coupon:CHECKIN7", "gift:MUG"]``: rewards granted with a completion (kinds are checked
+against the registered reward kinds when the config is saved)."""
+
 _STREAK = {
     "type": "array",
     "items": {
@@ -112,6 +120,7 @@ _STREAK = {
             "points": COUNT,
             "growth": COUNT,
             "repeat": {"type": "boolean"},
+            "rewards": REWARDS,
         },
     },
 }
@@ -123,6 +132,7 @@ def _task_schema(spec: Spec) -> dict[str, Any]:
         "title": {"type": "string", "minLength": 1, "maxLength": 80},
         "points": COUNT,
         "growth": COUNT,
+        "rewards": REWARDS,
         "channels": CHANNELS,
         "per_day": LIMIT,
         "per_period": LIMIT,
@@ -160,7 +170,11 @@ def build(code: str, spec: Spec, overrides: Mapping[str, Any]) -> TaskDef:
         lifetime=c.get("lifetime"),
         streak=tuple(
             StreakBonus(
-                s["days"], s.get("points", 0), s.get("growth", 0), bool(s.get("repeat", False))
+                s["days"],
+                s.get("points", 0),
+                s.get("growth", 0),
+                bool(s.get("repeat", False)),
+                tuple(s.get("rewards", ())),
             )
             for s in c.get("streak", ())
         ),
@@ -169,6 +183,7 @@ def build(code: str, spec: Spec, overrides: Mapping[str, Any]) -> TaskDef:
         fields=tuple(c.get("fields", ())),
         on="first_order",
         channels=tuple(channels) if channels is not None else None,
+        rewards=tuple(c.get("rewards", ())),
     )
 
 
