@@ -12,6 +12,12 @@ The request: ``POST <url>`` with the JSON body ``{"id", "type", "occurred_at", "
 on it) and ``X-Memberhub-Signature`` (see :mod:`gateway.webhooks.signing`). A 2xx answer is
 success; anything else, a timeout or a connection error is a failed attempt. Redirects are not
 followed (a receiver moving must update its subscription).
+
+Failed attempts are retried durably (the delivery row's ``next_attempt_at``, with backoff), never
+in a loop here — with one exception: a pooled keep-alive connection the receiver already closed
+fails the request before the receiver saw it (``ServerDisconnectedError`` / connection reset).
+That is our stale socket, not the receiver failing, so tenacity re-sends it at once on a fresh
+connection (one extra try) instead of costing the member's queue a backoff period.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from gateway.storage.db import Database
 from gateway.storage.types import utcnow
@@ -33,6 +40,8 @@ from gateway.webhooks import dispatch, signing, subscriptions
 from gateway.webhooks.dispatch import DeliveryPolicy, Due
 
 log = logging.getLogger("memberhub.webhooks")
+STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
+"""A kept-alive socket the receiver had closed: re-sent at once on a new connection."""
 USER_AGENT = "memberhub-webhooks/1"
 
 
@@ -190,17 +199,24 @@ class Dispatcher:
         body = body_of(tid, due)
         headers = headers_for(secret, due, body, int(time.time()))
         try:
-            async with session.post(
-                due.url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
-                allow_redirects=False,
-            ) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return True, resp.status, None
-                return False, resp.status, f"HTTP {resp.status}"
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(STALE_CONNECTION),
+                stop=stop_after_attempt(2),
+                reraise=True,
+            ):
+                with attempt:
+                    async with session.post(
+                        due.url,
+                        data=body,
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
+                        allow_redirects=False,
+                    ) as resp:
+                        await resp.read()
+                        if 200 <= resp.status < 300:
+                            return True, resp.status, None
+                        return False, resp.status, f"HTTP {resp.status}"
+            raise AssertionError("unreachable: tenacity re-raises the last error")
         except TimeoutError:
             return False, None, f"timeout after {self.policy.timeout:g} s"
         except aiohttp.ClientError as exc:
