@@ -69,6 +69,14 @@ class PermissionDenied(DomainError):
     code = "PERMISSION_DENIED"
 
 
+def problems_summary(problems: list[tuple[str, str]]) -> str:
+    """The message of an error that lists every ``(path, message)`` problem: the first three,
+    then how many more (clients read the full list from ``problems``)."""
+    first = "; ".join(f"{p}: {m}" for p, m in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return first + more
+
+
 class ConfigInvalid(DomainError):
     """A tenant rule config failed validation; ``problems`` lists every ``(path, message)`` and
     nothing was saved."""
@@ -76,9 +84,7 @@ class ConfigInvalid(DomainError):
     code = "CONFIG_INVALID"
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        first = "; ".join(f"{p}: {m}" for p, m in problems[:3])
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        super().__init__(f"invalid rule config — {first}{more}", problems=problems)
+        super().__init__(f"invalid rule config — {problems_summary(problems)}", problems=problems)
         self.problems = problems
 
 

@@ -8,6 +8,7 @@ DataLoaders use :func:`in_ids` and :class:`BatchRead` to stay cheap in CPU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,18 @@ def upsert_insert(tx: Tx, table: Table) -> Any:
     if tx.is_postgres:
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@functools.cache
+def unnest_insert_sql(table: Table, cols: tuple[str, ...], suffix: str) -> str:
+    """PostgreSQL ``INSERT INTO table (cols) SELECT * FROM unnest($1::type[], …) suffix``: one
+    array parameter per column, so the statement text (and asyncpg's prepared statement) is the
+    same whatever the number of rows. ``suffix``: ``ON CONFLICT …``, ``RETURNING …``."""
+    arrays = ", ".join(
+        f"${i}::{table.c[c].type.compile(dialect=postgresql.dialect())}[]"
+        for i, c in enumerate(cols, 1)
+    )
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) {suffix}"
 
 
 def like_escape(text: str) -> str:

@@ -36,7 +36,7 @@ from schema.errors import (
     InvalidTransitionError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.loaders import peek
 from schema.relay import check_first, decode_id, global_id
@@ -689,12 +689,7 @@ def _error(exc: DomainError) -> Any:
         return CouponNotEligibleError(
             message=exc.message, code=exc.code, reason=CouponRefusal(exc.reason)
         )
-    err = to_graphql_error(exc)
-    return (
-        err
-        if isinstance(err, COUPON_ERRORS)
-        else InvalidInputError(message=exc.message, code=exc.code)
-    )
+    return allowed_error(exc, COUPON_ERRORS)
 
 
 def _order(o: CouponOrderInput) -> coupons.Order:

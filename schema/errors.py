@@ -168,3 +168,16 @@ def to_graphql_error(exc: domain.DomainError) -> Error:
     if isinstance(exc, domain.NotEligible):
         return NotEligibleError(message=msg, code=code, reason=exc.reason)
     return InvalidInputError(message=msg, code=code, field=None)
+
+
+def allowed_error(
+    exc: domain.DomainError, allowed: tuple[type[Error], ...], err: Error | None = None
+) -> Error:
+    """``err`` (by default :func:`to_graphql_error` of ``exc``) if the mutation's result union
+    declares its type, else a plain ``InvalidInputError`` with the exception's message and code:
+    a union must never be handed a member it does not have."""
+    if err is None:
+        err = to_graphql_error(exc)
+    if isinstance(err, allowed):
+        return err
+    return InvalidInputError(message=exc.message, code=exc.code, field=None)

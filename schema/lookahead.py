@@ -12,13 +12,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from schema.context import RequestContext
 from schema.coupons import prefetch as prefetch_coupons
 from schema.loaders import batch_of, prime
+from schema.relay import Connection, build_connection, encode_cursor
 from schema.rules import prefetch as prefetch_rules
-from schema.types import MAX_EXPIRY_WINDOW_DAYS, MAX_LATEST_ORDERS
+from schema.types import MAX_EXPIRY_WINDOW_DAYS, MAX_LATEST_ORDERS, Member
 
 
 def flatten(selections: Iterable[Selection]) -> list[SelectedField]:
@@ -89,6 +91,25 @@ async def prefetch_members(
                     ],
                     flatten(f.selections),
                 )
+
+
+async def member_connection(
+    info: Info, ctx: RequestContext, rows: Sequence[Any], first: int, after: str | None
+) -> Connection[Member]:
+    """A page of members (``rows``: member rows in id order, ``first + 1`` of them, the extra
+    one flagging a next page) as a connection, its loaders primed for what the query selects on
+    the nodes — shared by ``Query.members`` and ``Segment.members`` so both page alike."""
+    page = rows[:first]
+    ctx.loaders.member.prime_many({r.id: r for r in page})
+    node_fields = connection_nodes(flatten(info.selected_fields[0].selections))
+    await prefetch_members(ctx, [r.id for r in page], node_fields)
+    return build_connection(
+        rows,
+        first,
+        wrap=lambda r: Member.from_row(r, ctx),  # type: ignore[arg-type]
+        cursor_of=lambda r: encode_cursor("member", str(r.id)),  # type: ignore[attr-defined]
+        has_previous=after is not None,
+    )
 
 
 async def prefetch_orders(

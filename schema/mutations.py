@@ -34,7 +34,7 @@ from schema.errors import (
     InvalidTransitionError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.inputs import (
     AdjustPointsInput,
@@ -106,10 +106,7 @@ async def _run(
                 if key is not None:
                     await idempotency.store(tx, key=key, result=result)
     except DomainError as exc:
-        err = to_graphql_error(exc)
-        if not isinstance(err, allowed):
-            err = InvalidInputError(message=exc.message, code=exc.code, field=None)
-        return ctx, err
+        return ctx, allowed_error(exc, allowed)
     await ctx.after_write()
     return ctx, result
 

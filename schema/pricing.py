@@ -23,7 +23,7 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.relay import decode_id, global_id
 from schema.rules import result_union, tier_loader
@@ -143,9 +143,4 @@ class PricingQueries:
             )
             return _out(pricing.price(survivor, tier, lines))
         except DomainError as exc:
-            err = to_graphql_error(exc)
-            return (
-                err
-                if isinstance(err, PRICE_ERRORS)
-                else InvalidInputError(message=exc.message, code=exc.code)
-            )
+            return allowed_error(exc, PRICE_ERRORS)

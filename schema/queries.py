@@ -18,17 +18,15 @@ from gateway.tenants import get_tenant
 from schema.context import RequestContext, ctx_of
 from schema.coupons import CouponQueries
 from schema.inputs import MemberFilterInput
-from schema.lookahead import connection_nodes, flatten, prefetch_members
+from schema.lookahead import flatten, member_connection, prefetch_members
 from schema.mall import MallQueries, redemption_by_id
 from schema.pricing import PricingQueries
 from schema.relay import (
     Connection,
-    build_connection,
     check_first,
     decode_id,
     decode_type,
     decode_uuid_cursor,
-    encode_cursor,
 )
 from schema.rules import RulesQueries
 from schema.segments import SegmentQueries
@@ -181,18 +179,7 @@ class Query(
             narrowed = dataclasses.replace(flt, within=within)
             return await members.list_members(tx, first=first, after=after_id, filter=narrowed)
 
-        rows = await ctx.read(page)
-        page = rows[:first]
-        ctx.loaders.member.prime_many({r.id: r for r in page})
-        node_fields = connection_nodes(flatten(info.selected_fields[0].selections))
-        await prefetch_members(ctx, [r.id for r in page], node_fields)
-        return build_connection(
-            rows,
-            first,
-            wrap=lambda r: Member.from_row(r, ctx),  # type: ignore[arg-type]
-            cursor_of=lambda r: encode_cursor("member", str(r.id)),  # type: ignore[attr-defined]
-            has_previous=after is not None,
-        )
+        return await member_connection(info, ctx, await ctx.read(page), first, after)
 
     @strawberry.field(description="An order by id.")
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:

@@ -61,7 +61,7 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.inputs import IDEMPOTENCY_DOC
 from schema.loaders import peek
@@ -1481,10 +1481,7 @@ async def run_dry(
         async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
             result = await execute(tx)
     except DomainError as exc:
-        err = to_graphql_error(exc)
-        if not isinstance(err, allowed):
-            err = InvalidInputError(message=exc.message, code=exc.code, field=None)
-        return ctx, err
+        return ctx, allowed_error(exc, allowed)
     return ctx, result
 
 

@@ -32,16 +32,14 @@ from schema.errors import (
     NotEligibleError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.loaders import peek
 from schema.relay import (
     Connection,
-    build_connection,
     check_first,
     decode_id,
     decode_uuid_cursor,
-    encode_cursor,
     global_id,
 )
 from schema.rules import result_union
@@ -131,24 +129,13 @@ class Segment:
             str | None, strawberry.argument(description="endCursor of the previous page.")
         ] = None,
     ) -> Connection[MemberRef]:
-        from schema.lookahead import connection_nodes, flatten, prefetch_members
-        from schema.types import Member
+        from schema.lookahead import member_connection
 
         ctx = self.ctx
         check_first(first)
         after_id = decode_uuid_cursor("member", after)
         rows = await ctx.read(segments.members_page, self.row.id, first=first, after=after_id)
-        page = rows[:first]
-        ctx.loaders.member.prime_many({r.id: r for r in page})
-        node_fields = connection_nodes(flatten(info.selected_fields[0].selections))
-        await prefetch_members(ctx, [r.id for r in page], node_fields)
-        return build_connection(
-            rows,
-            first,
-            wrap=lambda r: Member.from_row(r, ctx),  # type: ignore[arg-type]
-            cursor_of=lambda r: encode_cursor("member", str(r.id)),  # type: ignore[attr-defined]
-            has_previous=after is not None,
-        )
+        return await member_connection(info, ctx, rows, first, after)
 
 
 @strawberry.type(description="One problem found in a segment filter.")
@@ -214,19 +201,17 @@ PreviewSegmentResult = result_union(
 )
 
 
-def _error(exc: DomainError) -> Any:
+def _error(exc: DomainError, allowed: tuple[type[Error], ...] = SEGMENT_ERRORS) -> Any:
+    """The typed error for ``allowed`` (a filter's problems listed where the union has
+    ``SegmentFilterInvalidError``; tagging's does not)."""
+    err = None
     if isinstance(exc, segments.FilterInvalid):
-        return SegmentFilterInvalidError(
+        err = SegmentFilterInvalidError(
             message=exc.message,
             code=exc.code,
             problems=[FilterProblem(path=p, message=m) for p, m in exc.problems],
         )
-    err = to_graphql_error(exc)
-    return (
-        err
-        if isinstance(err, SEGMENT_ERRORS)
-        else InvalidInputError(message=exc.message, code=exc.code)
-    )
+    return allowed_error(exc, allowed, err)
 
 
 def _actor(ctx: RequestContext) -> str:
@@ -450,31 +435,13 @@ class SegmentMutations:
     async def add_segment_members(
         self, info: Info, input: SegmentMembersInput
     ) -> SegmentChangeResult:
-        async def run(tx: Any, ctx: RequestContext) -> segments.Change:
-            return await segments.add_members(
-                tx,
-                input.code,
-                _member_ids(input.member_ids),
-                now=utcnow(),
-                registry=ctx.hub.rules,
-            )
-
-        return await _change(info, run)
+        return await _by_hand(info, input, segments.add_members)
 
     @strawberry.mutation(description="Remove members from a static segment. Scope: admin.")
     async def remove_segment_members(
         self, info: Info, input: SegmentMembersInput
     ) -> SegmentChangeResult:
-        async def run(tx: Any, ctx: RequestContext) -> segments.Change:
-            return await segments.remove_members(
-                tx,
-                input.code,
-                _member_ids(input.member_ids),
-                now=utcnow(),
-                registry=ctx.hub.rules,
-            )
-
-        return await _change(info, run)
+        return await _by_hand(info, input, segments.remove_members)
 
     @strawberry.mutation(
         description="Change a segment's title, filter (dynamic only) or active flag. Scope: admin."
@@ -504,14 +471,20 @@ async def _tagging(info: Info, input: TagMembersInput, *, add: bool) -> Any:
             else:
                 n = await tags.remove_tags(tx, ids, input.tags)
     except DomainError as exc:
-        err = _error(exc)
-        return (
-            err
-            if isinstance(err, TAG_ERRORS)
-            else InvalidInputError(message=exc.message, code=exc.code)
-        )
+        return _error(exc, TAG_ERRORS)
     await ctx.after_write()
     return TagMembersPayload(changed=n)
+
+
+async def _by_hand(info: Info, input: SegmentMembersInput, edit: Any) -> Any:
+    """``add_segment_members`` / ``remove_segment_members``: ``edit`` is
+    :func:`gateway.segments.add_members` or :func:`~gateway.segments.remove_members`."""
+
+    async def run(tx: Any, ctx: RequestContext) -> segments.Change:
+        ids = _member_ids(input.member_ids)
+        return await edit(tx, input.code, ids, now=utcnow(), registry=ctx.hub.rules)  # type: ignore[no-any-return]
+
+    return await _change(info, run)
 
 
 async def _change(info: Info, run: Any) -> Any:

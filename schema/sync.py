@@ -25,7 +25,7 @@ from schema.errors import (
     InvalidTransitionError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.relay import (
     Connection,
@@ -332,12 +332,7 @@ StartSyncResult = Annotated[
 
 
 def _error(exc: DomainError) -> Any:
-    err = to_graphql_error(exc)
-    return (
-        err
-        if isinstance(err, SYNC_ERRORS)
-        else InvalidInputError(message=exc.message, code=exc.code)
-    )
+    return allowed_error(exc, SYNC_ERRORS)
 
 
 @strawberry.type

@@ -22,7 +22,7 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
-    to_graphql_error,
+    allowed_error,
 )
 from schema.relay import (
     Connection,
@@ -272,12 +272,7 @@ ReplayWebhookDeliveriesResult = Annotated[
 
 
 def _error(exc: DomainError) -> Any:
-    err = to_graphql_error(exc)
-    return (
-        err
-        if isinstance(err, WEBHOOK_ERRORS)
-        else InvalidInputError(message=exc.message, code=exc.code)
-    )
+    return allowed_error(exc, WEBHOOK_ERRORS)
 
 
 def _sub_id(raw: strawberry.ID, field: str) -> uuid.UUID:

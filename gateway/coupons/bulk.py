@@ -31,7 +31,6 @@ template is active again). :func:`cancel_job` stops it between batches.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import uuid
@@ -41,7 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from gateway.coupons import codes, events
 from gateway.coupons.issue import _window
@@ -56,7 +55,7 @@ from gateway.errors import (
 )
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
-from gateway.sql import in_ids, upsert_insert
+from gateway.sql import in_ids, unnest_insert_sql, upsert_insert
 from gateway.storage.db import Database, Tx
 from gateway.storage.tables import CouponIssueJob, Member
 
@@ -442,25 +441,14 @@ _COUPON_COLS = (
 )
 
 
-@functools.cache
-def _pg_insert_sql() -> str:
-    arrays = ", ".join(
-        f"${i}::{C.c[c].type.compile(dialect=postgresql.dialect())}[]"
-        for i, c in enumerate(_COUPON_COLS, 1)
-    )
-    return (
-        f"INSERT INTO coupon ({', '.join(_COUPON_COLS)}) SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT DO NOTHING RETURNING id"
-    )
-
-
 _SQLITE_INSERT = sqlite.insert(C).on_conflict_do_nothing().returning(C.c.id)
 
 
 async def _insert_rows(tx: Tx, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     if tx.driver is not None:
         args = [[r[c] for r in rows] for c in _COUPON_COLS]
-        return {r[0] for r in await tx.driver.fetch(_pg_insert_sql(), *args)}
+        sql = unnest_insert_sql(C, _COUPON_COLS, "ON CONFLICT DO NOTHING RETURNING id")
+        return {r[0] for r in await tx.driver.fetch(sql, *args)}
     result = await tx.conn.execute(_SQLITE_INSERT, rows)
     return set(result.scalars().all())
 

@@ -12,15 +12,15 @@ connection, on SQLite an ``executemany``.
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from gateway.ids import derived_id
+from gateway.sql import unnest_insert_sql
 from gateway.storage.db import Tx
 from gateway.storage.tables import MemberEvent
 
@@ -76,18 +76,6 @@ def row(
     }
 
 
-@functools.cache
-def _pg_sql() -> str:
-    arrays = ", ".join(
-        f"${i}::{E.c[c].type.compile(dialect=postgresql.dialect())}[]"
-        for i, c in enumerate(COLUMNS, 1)
-    )
-    return (
-        f"INSERT INTO member_event ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT DO NOTHING"
-    )
-
-
 _SQLITE = sqlite.insert(E).on_conflict_do_nothing()
 
 
@@ -100,6 +88,6 @@ async def insert_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
             [json.dumps(r[c]) for r in rows] if c == "payload" else [r[c] for r in rows]
             for c in COLUMNS
         ]
-        await tx.driver.execute(_pg_sql(), *args)
+        await tx.driver.execute(unnest_insert_sql(E, COLUMNS, "ON CONFLICT DO NOTHING"), *args)
         return
     await tx.conn.execute(_SQLITE, rows)

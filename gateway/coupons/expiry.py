@@ -19,6 +19,7 @@ the next run), and the guarded ``UPDATE`` never touches a coupon that changed me
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,20 +66,28 @@ def _pick(tx: Tx, *cond: Any, batch: int) -> Any:
     return pick.scalar_subquery()
 
 
-async def expire_batch(tx: Tx, *, now: datetime, batch: int = DEFAULT_BATCH) -> int:
-    """Expire up to ``batch`` unused coupons past their end; returns how many."""
-    rows = (
+async def _mark(tx: Tx, pick: Any, values: dict[str, Any], *guard: Any) -> Sequence[Any]:
+    """The guarded ``UPDATE`` of both halves: ``values`` on the coupons ``pick`` chose that are
+    still unused (and still match ``guard``), returning what their events need."""
+    return (
         await tx.conn.execute(
             update(C)
-            .where(
-                C.c.tenant_id == tx.tenant_id,
-                C.c.status == "issued",
-                C.c.id.in_(_pick(tx, C.c.valid_until <= now, batch=batch)),
-            )
-            .values(status="expired", updated_at=now)
+            .where(C.c.tenant_id == tx.tenant_id, C.c.status == "issued", *guard, C.c.id.in_(pick))
+            .values(**values)
             .returning(C.c.id, C.c.member_id, C.c.template_id, C.c.valid_until)
         )
     ).all()
+
+
+async def _record(
+    tx: Tx,
+    rows: Sequence[Any],
+    kind: str,
+    occurred_at: Callable[[Any], datetime],
+    extra: Callable[[Any], dict[str, Any]] = lambda r: {},
+) -> int:
+    """One ``coupon.<kind>`` event per marked coupon (id derived from the coupon and ``kind``,
+    so a re-run never duplicates); returns how many."""
     if not rows:
         return 0
     names = await _template_codes(tx, {r.template_id for r in rows})
@@ -88,21 +97,32 @@ async def expire_batch(tx: Tx, *, now: datetime, batch: int = DEFAULT_BATCH) -> 
         [
             events.row(
                 tx,
-                event=events.event_id(tx.tenant_id, r.id, "expired"),
+                event=events.event_id(tx.tenant_id, r.id, kind),
                 member_id=r.member_id,
-                type="coupon.expired",
+                type=f"coupon.{kind}",
                 payload={
                     "coupon_id": str(r.id),
                     "template_code": names.get(r.template_id, ""),
                     "valid_until": events.iso(r.valid_until),
+                    **extra(r),
                 },
-                occurred_at=r.valid_until,
+                occurred_at=occurred_at(r),
                 created_at=created,
             )
             for r in rows
         ],
     )
     return len(rows)
+
+
+async def expire_batch(tx: Tx, *, now: datetime, batch: int = DEFAULT_BATCH) -> int:
+    """Expire up to ``batch`` unused coupons past their end; returns how many."""
+    rows = await _mark(
+        tx,
+        _pick(tx, C.c.valid_until <= now, batch=batch),
+        {"status": "expired", "updated_at": now},
+    )
+    return await _record(tx, rows, "expired", occurred_at=lambda r: r.valid_until)
 
 
 def days_left(valid_until: datetime, now: datetime, timezone: str) -> int:
@@ -125,52 +145,22 @@ async def notify_batch(
     """Record ``coupon.expiring`` for up to ``batch`` unused coupons ending within
     ``notify_days`` that were not notified yet; returns how many."""
     horizon = now + timedelta(days=notify_days)
-    rows = (
-        await tx.conn.execute(
-            update(C)
-            .where(
-                C.c.tenant_id == tx.tenant_id,
-                C.c.status == "issued",
-                C.c.expiry_notified_at.is_(None),
-                C.c.id.in_(
-                    _pick(
-                        tx,
-                        C.c.expiry_notified_at.is_(None),
-                        C.c.valid_until > now,
-                        C.c.valid_until <= horizon,
-                        batch=batch,
-                    )
-                ),
-            )
-            .values(expiry_notified_at=now, updated_at=now)
-            .returning(C.c.id, C.c.member_id, C.c.template_id, C.c.valid_until)
-        )
-    ).all()
-    if not rows:
-        return 0
-    names = await _template_codes(tx, {r.template_id for r in rows})
-    created = utcnow()
-    await events.insert_many(
+    pick = _pick(
         tx,
-        [
-            events.row(
-                tx,
-                event=events.event_id(tx.tenant_id, r.id, "expiring"),
-                member_id=r.member_id,
-                type="coupon.expiring",
-                payload={
-                    "coupon_id": str(r.id),
-                    "template_code": names.get(r.template_id, ""),
-                    "valid_until": events.iso(r.valid_until),
-                    "days_left": days_left(r.valid_until, now, timezone),
-                },
-                occurred_at=now,
-                created_at=created,
-            )
-            for r in rows
-        ],
+        C.c.expiry_notified_at.is_(None),
+        C.c.valid_until > now,
+        C.c.valid_until <= horizon,
+        batch=batch,
     )
-    return len(rows)
+    values = {"expiry_notified_at": now, "updated_at": now}
+    rows = await _mark(tx, pick, values, C.c.expiry_notified_at.is_(None))
+    return await _record(
+        tx,
+        rows,
+        "expiring",
+        occurred_at=lambda r: now,
+        extra=lambda r: {"days_left": days_left(r.valid_until, now, timezone)},
+    )
 
 
 async def sweep(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import update
-
 from gateway.errors import InsufficientBalance, InvalidInput
 from gateway.ids import uuid7
 from gateway.ledger import validation as v
@@ -22,7 +20,6 @@ from gateway.ledger.credits import replay
 from gateway.ledger.events import Change, emit
 from gateway.ledger.models import TransferResult, transfer_result
 from gateway.ledger.store import (
-    B,
     Draw,
     add_allocations,
     add_to_balance,
@@ -30,6 +27,7 @@ from gateway.ledger.store import (
     insert_transfer,
     lock_balances,
     plan,
+    shift_balance,
     spendable_lots,
     transfer_by_key,
     unexpired_total,
@@ -168,19 +166,7 @@ async def _reserve(
 ) -> int | None:
     """The guarded decrement: the new ``available`` if the row had ``amount`` available, else
     ``None`` (nothing changed)."""
-    stmt = (
-        update(B)
-        .where(
-            B.c.tenant_id == tx.tenant_id,
-            B.c.member_id == member_id,
-            B.c.account == account,
-            B.c.available >= amount,
-        )
-        .values(available=B.c.available - amount, updated_at=now)
-        .returning(B.c.available)
-    )
-    row = (await tx.conn.execute(stmt)).first()
-    return None if row is None else int(row[0])
+    return await shift_balance(tx, member_id, account, now, available=-amount, min_available=amount)
 
 
 async def _apply_draws(

@@ -29,7 +29,6 @@ from gateway.ledger.events import Change, emit
 from gateway.ledger.merge import _move
 from gateway.ledger.models import HoldResult, TransferResult, hold_result, transfer_result
 from gateway.ledger.store import (
-    B,
     Draw,
     H,
     add_allocations,
@@ -40,6 +39,7 @@ from gateway.ledger.store import (
     insert_transfer,
     plan,
     return_to_lots,
+    shift_balance,
     spendable_lots,
     transfer_by_key,
     unexpired_total,
@@ -111,19 +111,9 @@ async def hold(
             raise IdempotencyKeyReused("idempotency key already used for a different request")
         return hold_result(original, replayed=True)
 
-    reserved = (
-        await tx.conn.execute(
-            update(B)
-            .where(
-                B.c.tenant_id == tx.tenant_id,
-                B.c.member_id == member_id,
-                B.c.account == account,
-                B.c.available >= amount,
-            )
-            .values(available=B.c.available - amount, held=B.c.held + amount, updated_at=now)
-            .returning(B.c.available)
-        )
-    ).first()
+    reserved = await shift_balance(
+        tx, member_id, account, now, available=-amount, held=amount, min_available=amount
+    )
     draws: list[Draw] = []
     missing = amount
     if reserved is not None:
@@ -141,7 +131,7 @@ async def hold(
     await draw_lots(tx, draws)
     await add_allocations(tx, hold_id, draws)
     assert reserved is not None
-    await emit(tx, [Change(member_id, account, -amount, int(reserved[0]), "hold", hold_id)], now)
+    await emit(tx, [Change(member_id, account, -amount, reserved, "hold", hold_id)], now)
     return hold_result(row)
 
 

@@ -176,6 +176,32 @@ async def allocations_of(tx: Tx, owner_ids: Sequence[uuid.UUID]) -> list[Any]:
     return rows
 
 
+async def shift_balance(
+    tx: Tx,
+    member_id: uuid.UUID,
+    account: str,
+    now: datetime,
+    *,
+    available: int = 0,
+    held: int = 0,
+    min_available: int | None = None,
+) -> int | None:
+    """``UPDATE`` an existing balance row by these deltas (never inserts); its ``available``
+    after the change, or ``None`` when no row matched: there is none or — the guarded decrement
+    of debits and holds, ``min_available`` — it had less than that available (nothing changed)."""
+    cond = [B.c.tenant_id == tx.tenant_id, B.c.member_id == member_id, B.c.account == account]
+    if min_available is not None:
+        cond.append(B.c.available >= min_available)
+    stmt = (
+        update(B)
+        .where(*cond)
+        .values(available=B.c.available + available, held=B.c.held + held, updated_at=now)
+        .returning(B.c.available)
+    )
+    row = (await tx.conn.execute(stmt)).first()
+    return None if row is None else int(row[0])
+
+
 async def add_to_balance(
     tx: Tx,
     member_id: uuid.UUID,
@@ -191,21 +217,10 @@ async def add_to_balance(
     plain UPDATE of a row this transaction has locked — an upsert would have its *insert*
     candidate rejected by the non-negative CHECK constraint."""
     if available < 0 or held < 0:
-        row = (
-            await tx.conn.execute(
-                update(B)
-                .where(
-                    B.c.tenant_id == tx.tenant_id,
-                    B.c.member_id == member_id,
-                    B.c.account == account,
-                )
-                .values(available=B.c.available + available, held=B.c.held + held, updated_at=now)
-                .returning(B.c.available)
-            )
-        ).first()
-        if row is None:
+        after = await shift_balance(tx, member_id, account, now, available=available, held=held)
+        if after is None:
             raise RuntimeError(f"ledger balance row missing for {member_id}/{account}")
-        return int(row[0])
+        return after
     ins = upsert(tx, B).values(
         tenant_id=tx.tenant_id,
         member_id=member_id,

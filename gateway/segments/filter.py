@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gateway.errors import DomainError, InvalidInput
+from gateway.errors import DomainError, InvalidInput, problems_summary
 from gateway.tags import normalise
 
 MAX_DAYS = 3660
@@ -49,9 +49,9 @@ class FilterInvalid(DomainError):
     code = "FILTER_INVALID"
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        first = "; ".join(f"{p}: {m}" for p, m in problems[:3])
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        super().__init__(f"invalid segment filter — {first}{more}", problems=problems)
+        super().__init__(
+            f"invalid segment filter — {problems_summary(problems)}", problems=problems
+        )
         self.problems = problems
 
 

@@ -43,13 +43,9 @@ async def get_segment(tx: Tx, code_or_id: uuid.UUID | str) -> Segment:
     return segment_from_row(row)
 
 
-async def member_ids_after(
-    tx: Tx, segment_id: uuid.UUID, after: uuid.UUID | None, limit: int
-) -> list[uuid.UUID]:
-    """Up to ``limit`` ids of the segment's active (not merged) members with ``member_id >
-    after``, ascending — a keyset page; pass the last id back as ``after`` for the next one."""
-    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be an integer in 1..{MAX_PAGE}", field="limit")
+def _active_members_after(tx: Tx, segment_id: uuid.UUID, after: uuid.UUID | None) -> list[Any]:
+    """Conditions on ``segment_member`` joined to ``member``: the segment's active (not merged)
+    members with ``member_id > after`` — the keyset walk both pages below share."""
     cond = [
         SM.c.tenant_id == tx.tenant_id,
         SM.c.segment_id == segment_id,
@@ -59,6 +55,17 @@ async def member_ids_after(
     ]
     if after is not None:
         cond.append(SM.c.member_id > after)
+    return cond
+
+
+async def member_ids_after(
+    tx: Tx, segment_id: uuid.UUID, after: uuid.UUID | None, limit: int
+) -> list[uuid.UUID]:
+    """Up to ``limit`` ids of the segment's active (not merged) members with ``member_id >
+    after``, ascending — a keyset page; pass the last id back as ``after`` for the next one."""
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be an integer in 1..{MAX_PAGE}", field="limit")
+    cond = _active_members_after(tx, segment_id, after)
     stmt = select(SM.c.member_id).where(*cond).order_by(SM.c.member_id).limit(limit)
     return list((await tx.conn.execute(stmt)).scalars())
 
@@ -123,14 +130,6 @@ async def members_page(
     page) — the shape ``gateway.members.list_members`` returns."""
     from gateway.identity.model import member_row
 
-    cond = [
-        SM.c.tenant_id == tx.tenant_id,
-        SM.c.segment_id == segment_id,
-        M.c.tenant_id == tx.tenant_id,
-        M.c.id == SM.c.member_id,
-        M.c.status == "active",
-    ]
-    if after is not None:
-        cond.append(SM.c.member_id > after)
+    cond = _active_members_after(tx, segment_id, after)
     rows = await tx.conn.execute(select(M).where(*cond).order_by(M.c.id).limit(first + 1))
     return [member_row(r) for r in rows]

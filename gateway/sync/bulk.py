@@ -37,7 +37,6 @@ fall back to the per-record path too.
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -46,7 +45,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, delete, select, text, update
-from sqlalchemy.dialects import postgresql
 
 from gateway import ledger
 from gateway.commerce.model import LINE, ORD, PAID_STATUSES, OrderInput, validate_order
@@ -64,7 +62,7 @@ from gateway.rules import config as rule_config
 from gateway.rules.engine import _checked, joined_payload
 from gateway.rules.hookspecs import EventView, Intent, MemberSnapshot
 from gateway.rules.manager import RuleRegistry, default_registry
-from gateway.sql import in_ids, upsert_insert
+from gateway.sql import in_ids, unnest_insert_sql, upsert_insert
 from gateway.storage.db import Tx
 from gateway.storage.types import utcnow
 from gateway.sync.push import ApplyOutcome
@@ -75,7 +73,6 @@ MIN_BATCH = 8
 
 _LOCK = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 IdentKey = tuple[str, str, str]
-TABLES = {t.name: t for t in (ORD, LINE, M, I, A, E, T, B)}
 
 
 class _Unusual(Exception):
@@ -583,18 +580,6 @@ async def _existing_orders(tx: Tx, channel: str, external_ids: list[str]) -> set
     return {r[0] for r in rows}
 
 
-@functools.cache
-def _pg_insert_sql(table: str, cols: tuple[str, ...], suffix: str) -> str:
-    """``INSERT … SELECT * FROM unnest($1::type[], …)``: one array per column, so the statement
-    text (and asyncpg's prepared statement) is the same whatever the number of rows."""
-    t = TABLES[table]
-    arrays = ", ".join(
-        f"${i}::{t.c[c].type.compile(dialect=postgresql.dialect())}[]"
-        for i, c in enumerate(cols, 1)
-    )
-    return f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) {suffix}"
-
-
 async def _insert(
     tx: Tx, table: Any, rows: list[dict[str, Any]], statement: Any, pg_suffix: str = ""
 ) -> list[Any]:
@@ -610,7 +595,7 @@ async def _insert(
             for c in cols
         ]
         return [
-            r[0] for r in await tx.driver.fetch(_pg_insert_sql(table.name, cols, pg_suffix), *args)
+            r[0] for r in await tx.driver.fetch(unnest_insert_sql(table, cols, pg_suffix), *args)
         ]
     result = await tx.conn.execute(statement, rows)
     return list(result.scalars().all()) if result.returns_rows else []

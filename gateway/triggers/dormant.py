@@ -15,29 +15,25 @@ unless ``never_ordered: false``. Payload: ``days`` (the configured threshold) an
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from gateway.storage.db import Tx
 from gateway.triggers.base import Candidate, ScanRun, local_date
-from gateway.triggers.history import custom_plans, last_orders, member_batch, with_merged
+from gateway.triggers.history import MemberScan, last_orders
 
 
-class Dormant:
+class Dormant(MemberScan):
     name = "dormant"
     event_type = "member.dormant"
 
-    async def scan(
-        self, tx: Tx, run: ScanRun, after: uuid.UUID | None, limit: int
-    ) -> tuple[list[Candidate], uuid.UUID | None]:
-        await custom_plans(tx)
-        members = await member_batch(tx, after, limit)
-        if not members:
-            return [], None
+    async def candidates(
+        self, tx: Tx, run: ScanRun, members: Sequence[Any], ids: list[uuid.UUID]
+    ) -> list[Candidate]:
         days = int(run.options["days"])
         last_day = run.today - timedelta(days=days)  # the latest local date still dormant
-        last = await last_orders(
-            tx, await with_merged(tx, run, [m.id for m in members]), len(members)
-        )
+        last = await last_orders(tx, ids, len(members))
         out = []
         for m in members:
             order = last.get(m.id)
@@ -51,7 +47,7 @@ class Dormant:
                 run.options["never_ordered"] and local_date(m.created_at, run.timezone) <= last_day
             ):
                 out.append(Candidate(m.id, "joined", {"days": days, "last_order_at": None}))
-        return out, members[-1].id if len(members) == limit else None
+        return out
 
 
 DORMANT = Dormant()

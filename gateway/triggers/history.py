@@ -20,7 +20,7 @@ from sqlalchemy import and_, extract, func, select, text
 from gateway.sql import in_ids
 from gateway.storage.db import Tx
 from gateway.storage.tables import Member, Order
-from gateway.triggers.base import ScanRun
+from gateway.triggers.base import Candidate, ScanRun
 
 M: Any = Member.__table__  # type: ignore[attr-defined]
 ORD: Any = Order.__table__  # type: ignore[attr-defined]
@@ -68,6 +68,31 @@ async def with_merged(tx: Tx, run: ScanRun, ids: Sequence[uuid.UUID]) -> list[uu
     for i in ids:
         out.extend(losers.get(i, ()))
     return out
+
+
+class MemberScan:
+    """A state trigger that walks the tenant's active members themselves (dormant, purchase
+    slowing): each batch reads the next members (:func:`member_batch`), widens them with the
+    members merged into them (:func:`with_merged`) and asks :meth:`candidates` which fire."""
+
+    async def scan(
+        self, tx: Tx, run: ScanRun, after: uuid.UUID | None, limit: int
+    ) -> tuple[list[Candidate], uuid.UUID | None]:
+        await custom_plans(tx)
+        members = await member_batch(tx, after, limit)
+        if not members:
+            return [], None
+        ids = await with_merged(tx, run, [m.id for m in members])
+        out = await self.candidates(tx, run, members, ids)
+        return out, members[-1].id if len(members) == limit else None
+
+    async def candidates(
+        self, tx: Tx, run: ScanRun, members: Sequence[Any], ids: list[uuid.UUID]
+    ) -> list[Candidate]:
+        """The batch's candidates in member id order: ``members`` as :func:`member_batch` reads
+        them, ``ids`` their ids then the merged ones' (for :func:`last_orders` / :func:`rhythms`,
+        with ``len(members)`` as the batch size)."""
+        raise NotImplementedError
 
 
 def _orders(tx: Tx, merged: bool) -> Any:

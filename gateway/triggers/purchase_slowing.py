@@ -15,27 +15,24 @@ The occurrence key is the last order's id: once per spell, a new order starts a 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from gateway.storage.db import Tx
 from gateway.triggers.base import Candidate, ScanRun
-from gateway.triggers.history import DAY_SECONDS, custom_plans, member_batch, rhythms, with_merged
+from gateway.triggers.history import DAY_SECONDS, MemberScan, rhythms
 
 
-class PurchaseSlowing:
+class PurchaseSlowing(MemberScan):
     name = "purchase_slowing"
     event_type = "member.purchase_slowing"
 
-    async def scan(
-        self, tx: Tx, run: ScanRun, after: uuid.UUID | None, limit: int
-    ) -> tuple[list[Candidate], uuid.UUID | None]:
-        await custom_plans(tx)
-        members = await member_batch(tx, after, limit)
-        if not members:
-            return [], None
+    async def candidates(
+        self, tx: Tx, run: ScanRun, members: Sequence[Any], ids: list[uuid.UUID]
+    ) -> list[Candidate]:
         factor = float(run.options["factor"])
         min_orders = int(run.options["min_orders"])
         out = []
-        ids = await with_merged(tx, run, [m.id for m in members])
         for r in await rhythms(tx, ids, len(members)):
             median, visits = float(r.median), int(r.k) + 1
             since = (run.now - r.at).total_seconds()
@@ -47,7 +44,7 @@ class PurchaseSlowing:
                 }
                 out.append(Candidate(r.owner, str(r.oid), payload))
         out.sort(key=lambda c: c.member_id)
-        return out, members[-1].id if len(members) == limit else None
+        return out
 
 
 PURCHASE_SLOWING = PurchaseSlowing()
