@@ -24,6 +24,7 @@ from gateway.storage.db import Database
 from gateway.storage.tables import Member, MemberEvent, Segment, SegmentMember
 from gateway.tenants import TenantInfo
 from tests.conftest import new_tenant
+from tests.support import coupon_template
 
 M: Any = Member.__table__  # type: ignore[attr-defined]
 E: Any = MemberEvent.__table__  # type: ignore[attr-defined]
@@ -99,17 +100,7 @@ async def seed_segment(
 
 
 async def template(db: Database, tenant: TenantInfo, **kw: Any) -> coupons.Template:
-    fields: dict[str, Any] = {
-        "code": f"T{uuid.uuid4().hex[:8]}",
-        "title": "Spend 30 save 6",
-        "kind": "amount_off",
-        "threshold_fen": 3000,
-        "off_fen": 600,
-        "validity": "relative",
-        "valid_days": 30,
-    }
-    async with db.tenant_tx(tenant.id) as tx:
-        return await coupons.create_template(tx, now=T0, **{**fields, **kw})
+    return await coupon_template(db, tenant, now=T0, **kw)
 
 
 async def start(

@@ -4,7 +4,6 @@ commands end to end (bulk issue, job, run-jobs, stats, expire) on a fresh SQLite
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -21,6 +20,7 @@ from gateway.errors import InvalidInput
 from gateway.storage.db import Database
 from gateway.storage.tables import MemberEvent
 from gateway.tenants import TenantInfo, get_tenant
+from tests.support import cli_database, seed_tenant
 from tests.test_coupon_bulk import seed_members, seed_segment
 from tests.test_coupons import T0, issue, new_member, reason, template, use
 
@@ -102,21 +102,13 @@ async def test_sweeper_options(db: Database, tenant: TenantInfo) -> None:
 
 
 def test_coupon_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("MEMBERHUB_DATABASE_URL", url)
-    monkeypatch.setenv("MEMBERHUB_SECRET_KEY", "cli-test-secret")
-    assert main(["db", "upgrade"]) == 0
-    assert main(["tenant", "create", "--name", "Brand", "--slug", "brand"]) == 0
+    url = cli_database(tmp_path, monkeypatch, ("Brand", "brand"))
 
-    async def seed() -> None:
-        db = Database.from_url(url)
-        tenant = await get_tenant(db, "brand")
-        assert tenant is not None
+    async def seed(db: Database, tenant: TenantInfo) -> None:
         await seed_segment(db, tenant, await seed_members(db, tenant, 12), "VIP")
         await template(db, tenant, code="SAVE6", valid_days=1)
-        await db.dispose()
 
-    asyncio.run(seed())
+    seed_tenant(url, "brand", seed)
     capsys.readouterr()
     args = ["coupons", "issue-bulk", "--tenant", "brand", "--template", "SAVE6"]
     assert main([*args, "--segment", "VIP", "--batch", "5", "--no-run"]) == 0

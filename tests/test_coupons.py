@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway import coupons, members
+from gateway import coupons
 from gateway.coupons import codes
 from gateway.coupons.model import Order, OrderLine
 from gateway.errors import (
@@ -23,40 +23,20 @@ from gateway.errors import (
     NotEligible,
     NotFound,
 )
-from gateway.identifiers import tenant_key
-from gateway.members import IdentifierInput
 from gateway.storage.db import Database
 from gateway.tenants import TenantInfo
-from tests.conftest import TEST_SECRET, new_tenant
+from tests.conftest import new_tenant
+from tests.support import coupon_template, pos_member
 
 T0 = datetime(2026, 3, 10, 4, tzinfo=UTC)
 
 
 async def new_member(db: Database, tenant: TenantInfo, card: str) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", card)],
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=T0 - timedelta(days=1),
-        )
-        return res.member_id
+    return await pos_member(db, tenant, card, now=T0 - timedelta(days=1))
 
 
 async def template(db: Database, tenant: TenantInfo, **kw: Any) -> coupons.Template:
-    fields: dict[str, Any] = {
-        "code": f"T{uuid.uuid4().hex[:8]}",
-        "title": "Spend 30 save 6",
-        "kind": "amount_off",
-        "threshold_fen": 3000,
-        "off_fen": 600,
-        "validity": "relative",
-        "valid_days": 30,
-    }
-    fields.update(kw)
-    async with db.tenant_tx(tenant.id) as tx:
-        return await coupons.create_template(tx, now=T0, **fields)
+    return await coupon_template(db, tenant, now=T0, **kw)
 
 
 async def issue(

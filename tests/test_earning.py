@@ -10,9 +10,7 @@ import pytest
 
 from gateway import ledger, members, orders
 from gateway.errors import IdempotencyKeyReused, InvalidInput, InvalidTransition, NotFound
-from gateway.identifiers import tenant_key
 from gateway.ids import derived_id
-from gateway.members import IdentifierInput
 from gateway.orders import OrderInput
 from gateway.rules.earning import apply_event, evaluate
 from gateway.rules.hookspecs import EventView, Intent, MemberSnapshot, hookimpl
@@ -20,20 +18,13 @@ from gateway.rules.manager import RuleRegistry, load_rules
 from gateway.storage.db import Database
 from gateway.tenants import TenantInfo
 from plugins.points_per_yuan import PointsPerYuan
-from tests.conftest import TEST_SECRET
+from tests.support import pos_member
 
 T0 = datetime(2026, 6, 18, 10, tzinfo=UTC)
 
 
 async def member(db: Database, tenant: TenantInfo, card: str = "C1") -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", card)],
-            key=tenant_key(TEST_SECRET, tenant.id),
-        )
-    return res.member_id
+    return await pos_member(db, tenant, card)
 
 
 def paid(ext: str, member_id: uuid.UUID | None, fen: int, status: str = "paid") -> OrderInput:

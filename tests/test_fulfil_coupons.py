@@ -12,12 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gateway import coupons, ledger, members
+from gateway import coupons, ledger
 from gateway.coupons.model import C
 from gateway.errors import NotEligible
-from gateway.identifiers import tenant_key
 from gateway.mall import service as mall
-from gateway.members import IdentifierInput
 from gateway.rules import config as rule_config
 from gateway.rules import engine, fulfil
 from gateway.rules.hookspecs import EventView
@@ -25,7 +23,7 @@ from gateway.rules.manager import load_rules
 from gateway.storage.db import Database
 from gateway.storage.tables import MemberEvent, MemberGrant
 from gateway.tenants import TenantInfo
-from tests.conftest import TEST_SECRET
+from tests.support import pos_member
 
 G: Any = MemberGrant.__table__  # type: ignore[attr-defined]
 E: Any = MemberEvent.__table__  # type: ignore[attr-defined]
@@ -82,15 +80,7 @@ async def setup(db: Database, tenant: TenantInfo, **limits: Any) -> None:
 
 
 async def join(db: Database, tenant: TenantInfo, card: str) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", card)],
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=T0,
-        )
-        return res.member_id
+    return await pos_member(db, tenant, card, now=T0)
 
 
 async def event(

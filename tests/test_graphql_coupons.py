@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the `api` fixture is imported from tests.graphql_client)
 """GraphQL for coupons: an admin creates a template and issues a coupon, the till validates and
 redeems it (once; a retry for the same order replays), scopes are enforced and tenant B cannot
 see tenant A's code."""
@@ -5,24 +6,16 @@ see tenant A's code."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from gateway.storage.db import Database
-from gateway.tenants import TenantInfo
 from schema.relay import decode_id
-from tests.graphql_client import Api, StatementCounter, make_api, new_member
-
-
-@pytest.fixture
-async def api(
-    db: Database, database_url: str, tenant: TenantInfo, other_tenant: TenantInfo
-) -> AsyncIterator[Api]:
-    async with make_api(db, database_url, tenant, other_tenant) as client:
-        yield client
-
+from tests.graphql_client import (
+    Api,
+    StatementCounter,
+    api,  # noqa: F401  (fixture)
+    new_member,
+)
 
 CREATE = """mutation($input: CreateCouponTemplateInput!) { createCouponTemplate(input: $input) {
   __typename ... on CreateCouponTemplatePayload { template { id code kind issued } }

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the `api` fixture is imported from tests.graphql_client)
 """GraphQL for tags and segments over real HTTP: join scenes on upsertMember, tagging (admin
 only, idempotent), Member.tags / Member.segments batched, segment create / preview / refresh /
 members pages, typed errors (invalid filter paths, unknown segment, static vs dynamic), and
@@ -5,23 +6,14 @@ tenant B seeing none of it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from gateway.storage.db import Database
-from gateway.tenants import TenantInfo
-from tests.graphql_client import Api, StatementCounter, make_api, upsert
-
-
-@pytest.fixture
-async def api(
-    db: Database, database_url: str, tenant: TenantInfo, other_tenant: TenantInfo
-) -> AsyncIterator[Api]:
-    async with make_api(db, database_url, tenant, other_tenant) as client:
-        yield client
-
+from tests.graphql_client import (
+    Api,
+    StatementCounter,
+    api,  # noqa: F401  (fixture)
+    upsert,
+)
 
 TAG = """mutation($input: TagMembersInput!) { tagMembers(input: $input) {
   __typename ... on TagMembersPayload { changed } ... on Error { code message }

@@ -16,34 +16,24 @@ from sqlalchemy import func, select
 from gateway import coupons, members, orders
 from gateway.coupons.model import C
 from gateway.errors import CouponRefused
-from gateway.identifiers import tenant_key
-from gateway.members import IdentifierInput
 from gateway.orders import OrderInput, OrderLineInput
 from gateway.storage.db import Database
 from gateway.storage.tables import MemberEvent
 from gateway.tenants import TenantInfo
-from tests.conftest import TEST_SECRET
 from tests.graphql_client import (
     Api,
     api,  # noqa: F401  (fixture)
     new_member,
     order_input,
 )
+from tests.support import pos_member
 
 E: Any = MemberEvent.__table__  # type: ignore[attr-defined]
 T0 = datetime(2026, 3, 10, 4, tzinfo=UTC)
 
 
 async def member(db: Database, tenant: TenantInfo, card: str) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", card)],
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=T0 - timedelta(days=1),
-        )
-    return res.member_id
+    return await pos_member(db, tenant, card, now=T0 - timedelta(days=1))
 
 
 async def coupon(

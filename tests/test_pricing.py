@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the `api` fixture is imported from tests.graphql_client)
 """'Price for this member' (gateway.pricing, GraphQL memberPrice): the rounding rule and its
 invariants (hypothesis), the member's effective tier on both databases, and the query as a till
 or storefront calls it — scopes, typed errors, several members in one request, and the same rate
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,11 @@ from gateway.rules.manager import load_rules
 from gateway.storage.db import Database
 from gateway.tenants import TenantInfo
 from tests.conftest import TEST_SECRET
-from tests.graphql_client import Api, make_api, new_member
+from tests.graphql_client import (
+    Api,
+    api,  # noqa: F401  (fixture)
+    new_member,
+)
 
 REG = load_rules()
 LADDER = [
@@ -123,14 +127,6 @@ async def test_the_effective_tier_prices_on_both_databases(
 
 
 # ---- GraphQL -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(
-    db: Database, database_url: str, tenant: TenantInfo, other_tenant: TenantInfo
-) -> AsyncIterator[Api]:
-    async with make_api(db, database_url, tenant, other_tenant) as client:
-        yield client
 
 
 PRICE = """query($m: ID!, $o: MemberPriceOrderInput!) { memberPrice(memberId: $m, order: $o) {

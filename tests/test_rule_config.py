@@ -24,10 +24,8 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import func, select
 
-from gateway import members, orders
+from gateway import orders
 from gateway.errors import ConfigInvalid, NotFound
-from gateway.identifiers import tenant_key
-from gateway.members import IdentifierInput
 from gateway.rules import config as rule_config
 from gateway.rules import engine
 from gateway.rules.hookspecs import (
@@ -57,7 +55,7 @@ from gateway.storage.tables import (
     TierHistory,
 )
 from gateway.tenants import TenantInfo
-from tests.conftest import TEST_SECRET
+from tests.support import pos_member
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
@@ -420,16 +418,7 @@ async def _save(
 
 
 async def _member(db: Database, tenant: TenantInfo, card: str) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", card)],
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=T0,
-            rules=load_rules([], entry_points=False),
-        )
-    return res.member_id
+    return await pos_member(db, tenant, card, now=T0, rules=load_rules([], entry_points=False))
 
 
 def _order(member_id: uuid.UUID, ext: str, fen: int, at: datetime = T0) -> orders.OrderInput:

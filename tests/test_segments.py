@@ -21,14 +21,14 @@ from sqlalchemy import select
 from gateway import members, orders
 from gateway.commerce.refunds import refund_order
 from gateway.errors import InvalidInput, NotEligible, NotFound
-from gateway.identifiers import tenant_key
-from gateway.members import IdentifierInput, ProfileInput
+from gateway.members import ProfileInput
 from gateway.rules import config as rule_config
 from gateway.rules.engine import save_tier
 from gateway.rules.hookspecs import EventView, Grant, Intent, MemberSnapshot, hookimpl
 from gateway.rules.manager import RuleRegistry, load_rules
 from gateway.rules.tiers import TierState
 from gateway.segments import (
+    Change,
     FilterInvalid,
     add_members,
     create_segment,
@@ -40,11 +40,11 @@ from gateway.segments import (
     remove_members,
     update_segment,
 )
-from gateway.storage.db import Database
+from gateway.storage.db import Database, Tx
 from gateway.storage.tables import Identity, Member, MemberEvent, MemberGrant, MemberTag, Order
 from gateway.tags import add_tags
 from gateway.tenants import TenantInfo
-from tests.conftest import TEST_SECRET
+from tests.support import cli_database, pos_member, seed_tenant
 
 ME: Any = MemberEvent.__table__  # type: ignore[attr-defined]
 MG: Any = MemberGrant.__table__  # type: ignore[attr-defined]
@@ -70,17 +70,15 @@ async def new_member(
     at: datetime = NOW,
     registry: RuleRegistry | None = None,
 ) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel=channel,
-            identifiers=[IdentifierInput("pos_card", "brand", ref)],
-            profile=ProfileInput(birthday=birthday) if birthday else None,
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=at,
-            rules=registry,
-        )
-    return res.member_id
+    return await pos_member(
+        db,
+        tenant,
+        ref,
+        channel=channel,
+        profile=ProfileInput(birthday=birthday) if birthday else None,
+        now=at,
+        rules=registry,
+    )
 
 
 async def paid_order(
@@ -409,6 +407,28 @@ async def _events(db: Database, tenant: TenantInfo, type: str) -> list[Any]:
         )
 
 
+async def vip_segment(
+    tx: Tx,
+    code: str = "vip",
+    *,
+    title: str = "V",
+    dynamic: bool = True,
+    created_by: str = "t",
+    registry: RuleRegistry | None = None,
+) -> Change:
+    """A segment of the members tagged ``vip``, created at NOW (dynamic unless told)."""
+    return await create_segment(
+        tx,
+        code=code,
+        title=title,
+        filter={"tags": {"any": ["vip"]}},
+        dynamic=dynamic,
+        created_by=created_by,
+        now=NOW,
+        registry=registry,
+    )
+
+
 async def test_dynamic_refresh_emits_entered_and_left_once_per_change(
     db: Database, tenant: TenantInfo, other_tenant: TenantInfo
 ) -> None:
@@ -417,15 +437,7 @@ async def test_dynamic_refresh_emits_entered_and_left_once_per_change(
     await new_member(db, other_tenant, "a")
     async with db.tenant_tx(tenant.id) as tx:
         await add_tags(tx, [a], ["VIP "], created_by="staff")
-        ch = await create_segment(
-            tx,
-            code="vip",
-            title="VIPs",
-            filter={"tags": {"any": ["vip"]}},
-            dynamic=True,
-            created_by="staff",
-            now=NOW,
-        )
+        ch = await vip_segment(tx, title="VIPs", created_by="staff")
     assert (ch.entered, ch.left, ch.segment.member_count) == (1, 0, 1)
     # Nothing changed: a refresh (and another) emits nothing.
     for k in range(2):
@@ -550,24 +562,8 @@ async def test_merged_members_leave_and_their_tags_follow_the_survivor(
     young = await new_member(db, tenant, "young")
     async with db.tenant_tx(tenant.id) as tx:
         await add_tags(tx, [young], ["vip"])
-        await create_segment(
-            tx,
-            code="vip",
-            title="V",
-            filter={"tags": {"any": ["vip"]}},
-            dynamic=True,
-            created_by="t",
-            now=NOW,
-        )
-        static = await create_segment(
-            tx,
-            code="snap",
-            title="S",
-            filter={"tags": {"any": ["vip"]}},
-            dynamic=False,
-            created_by="t",
-            now=NOW,
-        )
+        await vip_segment(tx)
+        static = await vip_segment(tx, "snap", title="S", dynamic=False)
         merge = await members.merge(tx, survivor_id=old, loser_id=young, reason="same person")
     ch = await refresh_segment(db, tenant.id, "vip", now=NOW + timedelta(hours=1))
     assert (ch.entered, ch.left) == (1, 1)  # the survivor has the tag now; the loser is gone
@@ -609,16 +605,7 @@ async def test_segment_events_run_the_rules_when_the_config_reacts_to_members(
     a = await new_member(db, tenant, "a", registry=registry)
     async with db.tenant_tx(tenant.id) as tx:
         await add_tags(tx, [a], ["vip"])
-        await create_segment(
-            tx,
-            code="vip",
-            title="V",
-            filter={"tags": {"any": ["vip"]}},
-            dynamic=True,
-            created_by="t",
-            now=NOW,
-            registry=registry,
-        )
+        await vip_segment(tx, registry=registry)
     for k in range(2):
         await refresh_segment(
             db, tenant.id, "vip", now=NOW + timedelta(minutes=k), registry=registry
@@ -731,30 +718,15 @@ async def test_100k_members_build_and_refresh_fast_on_postgres(pg_db: Database) 
 def test_cli_tags_and_segments(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
 
     from gateway.cli import main
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("MEMBERHUB_DATABASE_URL", url)
-    monkeypatch.setenv("MEMBERHUB_SECRET_KEY", "cli-test-secret")
-    assert main(["db", "upgrade"]) == 0
-    assert main(["tenant", "create", "--name", "Brand A", "--slug", "brand-a"]) == 0
+    url = cli_database(tmp_path, monkeypatch, ("Brand A", "brand-a"))
 
-    async def seed() -> list[uuid.UUID]:
-        from gateway.tenants import get_tenant
+    async def seed(db: Database, t: TenantInfo) -> list[uuid.UUID]:
+        return [await new_member(db, t, f"cli{i}", birthday=date(1990, 6, 1 + i)) for i in range(3)]
 
-        db = Database.from_url(url)
-        try:
-            t = await get_tenant(db, "brand-a")
-            assert t is not None
-            return [
-                await new_member(db, t, f"cli{i}", birthday=date(1990, 6, 1 + i)) for i in range(3)
-            ]
-        finally:
-            await db.dispose()
-
-    ids = asyncio.run(seed())
+    ids = seed_tenant(url, "brand-a", seed)
     capsys.readouterr()
     assert main(["tags", "add", "--tenant", "brand-a", "--member", str(ids[0]),
                  "--member", str(ids[1]), "--tags", "VIP,sample"]) == 0  # fmt: skip

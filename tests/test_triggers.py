@@ -15,9 +15,8 @@ from sqlalchemy import select
 
 from gateway import ledger, members
 from gateway.errors import InvalidInput
-from gateway.identifiers import tenant_key
 from gateway.ids import derived_id
-from gateway.members import IdentifierInput, ProfileInput
+from gateway.members import ProfileInput
 from gateway.rules import config as rule_config
 from gateway.rules.hookspecs import EventView, Grant, Intent, MemberSnapshot, hookimpl
 from gateway.rules.manager import RuleRegistry, load_rules
@@ -25,7 +24,7 @@ from gateway.storage.db import Database
 from gateway.storage.tables import MemberEvent, MemberGrant
 from gateway.tenants import TenantInfo, create_tenant
 from gateway.triggers import TriggerOptions, TriggerReport, run_triggers
-from tests.conftest import TEST_SECRET
+from tests.support import cli_database, pos_member, seed_tenant
 
 ME: Any = MemberEvent.__table__  # type: ignore[attr-defined]
 MG: Any = MemberGrant.__table__  # type: ignore[attr-defined]
@@ -66,17 +65,14 @@ async def _configure(db: Database, tenant: TenantInfo, registry: RuleRegistry) -
 async def _member(
     db: Database, tenant: TenantInfo, ref: str, birthday: date | None, registry: RuleRegistry
 ) -> uuid.UUID:
-    async with db.tenant_tx(tenant.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel="pos",
-            identifiers=[IdentifierInput("pos_card", "brand", ref)],
-            profile=ProfileInput(birthday=birthday),
-            key=tenant_key(TEST_SECRET, tenant.id),
-            now=datetime(2026, 1, 1, tzinfo=UTC),
-            rules=registry,
-        )
-    return res.member_id
+    return await pos_member(
+        db,
+        tenant,
+        ref,
+        profile=ProfileInput(birthday=birthday),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        rules=registry,
+    )
 
 
 async def _events(db: Database, tenant: TenantInfo, etype: str) -> dict[uuid.UUID, list[Any]]:
@@ -254,36 +250,16 @@ def test_cli_triggers_run(
 ) -> None:
     from gateway.cli import main
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("MEMBERHUB_DATABASE_URL", url)
-    monkeypatch.setenv("MEMBERHUB_SECRET_KEY", "cli-test-secret")
-    assert main(["db", "upgrade"]) == 0
-    assert main(["tenant", "create", "--name", "Brand", "--slug", "brand"]) == 0
-    assert main(["tenant", "create", "--name", "Plain", "--slug", "plain"]) == 0
+    url = cli_database(tmp_path, monkeypatch, ("Brand", "brand"), ("Plain", "plain"))
     cfg = tmp_path / "rules.yaml"
     cfg.write_text("benefits:\n  - rule: bakery_join_gift\n", encoding="utf-8")
     assert main(["rules", "apply", "--tenant", "brand", str(cfg)]) == 0
 
-    async def seed() -> None:
-        from gateway.tenants import get_tenant
+    async def seed(db: Database, t: TenantInfo) -> None:
+        for ref, born in (("A", date(1990, 11, 8)), ("B", None)):
+            await pos_member(db, t, ref, profile=ProfileInput(birthday=born))
 
-        db = Database.from_url(url)
-        try:
-            t = await get_tenant(db, "brand")
-            assert t is not None
-            for ref, born in (("A", date(1990, 11, 8)), ("B", None)):
-                async with db.tenant_tx(t.id) as tx:
-                    await members.ingest(
-                        tx,
-                        channel="pos",
-                        identifiers=[IdentifierInput("pos_card", "brand", ref)],
-                        profile=ProfileInput(birthday=born),
-                        key=tenant_key(b"x" * 32, t.id),
-                    )
-        finally:
-            await db.dispose()
-
-    asyncio.run(seed())
+    seed_tenant(url, "brand", seed)
     capsys.readouterr()
     now = "2026-11-08T00:30:00+08:00"
     assert main(["triggers", "run", "--now", now]) == 0

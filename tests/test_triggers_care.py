@@ -19,9 +19,8 @@ from sqlalchemy import func, select
 
 from gateway import coupons, ledger, members, orders
 from gateway.errors import ConfigInvalid
-from gateway.identifiers import tenant_key
 from gateway.ids import derived_id
-from gateway.members import IdentifierInput, ProfileInput
+from gateway.members import ProfileInput
 from gateway.orders import OrderInput, OrderLineInput
 from gateway.rules import config as rule_config
 from gateway.rules.engine import record_and_process
@@ -30,7 +29,7 @@ from gateway.storage.db import Database
 from gateway.storage.tables import LedgerTransfer, MemberEvent
 from gateway.tenants import TenantInfo, create_tenant
 from gateway.triggers import TriggerOptions, TriggerReport, run_triggers
-from tests.conftest import TEST_SECRET
+from tests.support import cli_database, pos_member, seed_tenant
 
 ME: Any = MemberEvent.__table__  # type: ignore[attr-defined]
 LT: Any = LedgerTransfer.__table__  # type: ignore[attr-defined]
@@ -80,17 +79,15 @@ async def _member(
     joined: datetime = utc(2026, 1, 1),
     channel: str = "pos",
 ) -> uuid.UUID:
-    async with db.tenant_tx(t.id) as tx:
-        res = await members.ingest(
-            tx,
-            channel=channel,
-            identifiers=[IdentifierInput("pos_card", "brand", ref)],
-            profile=ProfileInput(birthday=birthday),
-            key=tenant_key(TEST_SECRET, t.id),
-            now=joined,
-            rules=registry,
-        )
-    return res.member_id
+    return await pos_member(
+        db,
+        t,
+        ref,
+        channel=channel,
+        profile=ProfileInput(birthday=birthday),
+        now=joined,
+        rules=registry,
+    )
 
 
 async def _order(
@@ -626,34 +623,11 @@ def test_cli_runs_configured_triggers(
 ) -> None:
     from gateway.cli import main
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("MEMBERHUB_DATABASE_URL", url)
-    monkeypatch.setenv("MEMBERHUB_SECRET_KEY", "cli-test-secret")
-    assert main(["db", "upgrade"]) == 0
-    assert main(["tenant", "create", "--name", "Brand", "--slug", "brand"]) == 0
+    url = cli_database(tmp_path, monkeypatch, ("Brand", "brand"))
     cfg = tmp_path / "rules.yaml"
     cfg.write_text("triggers:\n  member_day: {day: 9}\n  dormant: {days: 30}\n", encoding="utf-8")
     assert main(["rules", "apply", "--tenant", "brand", str(cfg)]) == 0
-
-    async def seed() -> None:
-        from gateway.tenants import get_tenant
-
-        db = Database.from_url(url)
-        try:
-            t = await get_tenant(db, "brand")
-            assert t is not None
-            async with db.tenant_tx(t.id) as tx:
-                await members.ingest(
-                    tx,
-                    channel="pos",
-                    identifiers=[IdentifierInput("pos_card", "brand", "A")],
-                    key=tenant_key(b"x" * 32, t.id),
-                    now=utc(2026, 1, 1),
-                )
-        finally:
-            await db.dispose()
-
-    asyncio.run(seed())
+    seed_tenant(url, "brand", lambda db, t: pos_member(db, t, "A", now=utc(2026, 1, 1)))
     capsys.readouterr()
     run = ["triggers", "run", "--tenant", "brand", "--now", "2026-11-09T00:30:00+08:00"]
     assert main([*run, "--only", "member_day,dormant", "--only", "birthday"]) == 0

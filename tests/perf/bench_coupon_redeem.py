@@ -21,15 +21,11 @@ redeem/ledger (target ≥ 0.5), plus checks (every coupon issued once, every red
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,46 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sqlalchemy import func, select, text
 
-from gateway import coupons, ledger
+from gateway import coupons
 from gateway.coupons.model import C
 from gateway.ids import uuid7
 from gateway.storage.db import Database
-from gateway.storage.migrate import upgrade_sync
 from gateway.tenants import create_tenant
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.perf._harness import WORKERS, alternate, ledger_write, run
 
-WORKERS = 8
 MEMBERS = 100_000
 PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", "6"))
-WARMUP_SECONDS = 0.5
-ROUNDS = 3
 T0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
-
-
-async def _run_phase(worker: Callable[[int], Awaitable[None]], seconds: float) -> float:
-    deadline = time.perf_counter() + seconds
-    counts = [0] * WORKERS
-
-    async def loop(w: int) -> None:
-        while time.perf_counter() < deadline:
-            await worker(w)
-            counts[w] += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(loop(w) for w in range(WORKERS)))
-    return sum(counts) / (time.perf_counter() - start)
-
-
-def main() -> None:
-    admin = os.environ.get(
-        "MEMBERHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres"
-    )
-    pg = create_pg_database(admin)
-    try:
-        upgrade_sync(pg.app_url)
-        print(json.dumps(asyncio.run(measure(pg.app_url))))
-    finally:
-        drop_pg_database(pg)
 
 
 async def _seed(db: Database, tenant_id: uuid.UUID) -> None:
@@ -152,25 +118,9 @@ async def measure(app_url: str) -> dict[str, object]:
         redeemed += 1
 
     async def via_ledger(_w: int) -> None:
-        async with db.tenant_tx(tenant.id) as tx:
-            await ledger.credit(
-                tx,
-                member_id=rng.choice(members),
-                account="points",
-                amount=10,
-                reason="bench",
-                source="bench",
-                idem_key=uuid7().hex,
-            )
+        await ledger_write(db, tenant.id, rng.choice(members))
 
-    phases = {"redeem": via_redeem, "ledger": via_ledger}
-    for worker in phases.values():
-        await _run_phase(worker, WARMUP_SECONDS)
-    samples: dict[str, list[float]] = {name: [] for name in phases}
-    for _ in range(ROUNDS):
-        for name, worker in phases.items():
-            samples[name].append(await _run_phase(worker, PHASE_SECONDS / ROUNDS))
-    rates = {name: statistics.median(v) for name, v in samples.items()}
+    rates = await alternate({"redeem": via_redeem, "ledger": via_ledger}, PHASE_SECONDS)
     async with db.tenant_tx(tenant.id, write=False) as tx:
         stored = (
             await tx.conn.execute(
@@ -201,4 +151,4 @@ async def measure(app_url: str) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    run(measure)

@@ -15,15 +15,10 @@ ledger_balance … ON CONFLICT DO UPDATE``; COMMIT); (c) both again with every e
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import random
-import statistics
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,24 +30,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gateway import ledger
 from gateway.ids import uuid7
 from gateway.storage.db import Database
-from gateway.storage.migrate import upgrade_sync
 from gateway.tenants import create_tenant
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.perf._harness import WORKERS, alternate, ledger_write, run
 
-WORKERS = 8
 MEMBERS = 10_000
 PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", "4.5"))
-WARMUP_SECONDS = 0.5
-ROUNDS = 3
 
-RAW_EARN = """
-WITH ins AS (
+_INSERT_TRANSFER = """
     INSERT INTO ledger_transfer (tenant_id, id, journal_id, member_id, account, kind, amount,
         counterparty, reason, source, source_ref, idem_key, request_hash, remaining, expires_at,
         hold_id, related_id, shortfall, created_at)
     VALUES ($1, $2, $2, $3, 'points', 'earn', $4, 'sys:earn', 'bench', 'bench', NULL, $5, $6, $4,
         $7, NULL, NULL, 0, $8)
-    ON CONFLICT (tenant_id, idem_key) DO NOTHING
+    ON CONFLICT (tenant_id, idem_key) DO NOTHING"""
+"""Both raw shapes claim the idempotency key with the same insert; they differ in what follows."""
+
+RAW_EARN = f"""
+WITH ins AS ({_INSERT_TRANSFER}
     RETURNING tenant_id, member_id, account, amount, created_at
 )
 INSERT INTO ledger_balance (tenant_id, member_id, account, available, held, updated_at)
@@ -62,14 +56,8 @@ DO UPDATE SET available = ledger_balance.available + excluded.available,
               updated_at = excluded.updated_at
 """
 
-RAW_EARN_EVENT = """
-WITH ins AS (
-    INSERT INTO ledger_transfer (tenant_id, id, journal_id, member_id, account, kind, amount,
-        counterparty, reason, source, source_ref, idem_key, request_hash, remaining, expires_at,
-        hold_id, related_id, shortfall, created_at)
-    VALUES ($1, $2, $2, $3, 'points', 'earn', $4, 'sys:earn', 'bench', 'bench', NULL, $5, $6, $4,
-        $7, NULL, NULL, 0, $8)
-    ON CONFLICT (tenant_id, idem_key) DO NOTHING
+RAW_EARN_EVENT = f"""
+WITH ins AS ({_INSERT_TRANSFER}
     RETURNING id, tenant_id, member_id, account, kind, amount, created_at
 ), bal AS (
     INSERT INTO ledger_balance (tenant_id, member_id, account, available, held, updated_at)
@@ -92,122 +80,79 @@ work; ``BENCH_RAW_EVENT=0`` keeps the historical raw shape above (no event) for 
 RAW_EVENT = os.environ.get("BENCH_RAW_EVENT", "1") != "0"
 
 
-async def _run_phase(worker: Callable[[int], Awaitable[None]], seconds: float) -> float:
-    """Run WORKERS loops of ``worker`` until the deadline; returns completed earns per second."""
-    deadline = time.perf_counter() + seconds
-    counts = [0] * WORKERS
-
-    async def loop(w: int) -> None:
-        while time.perf_counter() < deadline:
-            await worker(w)
-            counts[w] += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(loop(w) for w in range(WORKERS)))
-    return sum(counts) / (time.perf_counter() - start)
-
-
-def main() -> None:
-    admin = os.environ.get(
-        "MEMBERHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres"
-    )
-    pg = create_pg_database(admin)  # sync helpers: they run their own event loops
-    try:
-        upgrade_sync(pg.app_url)
-        print(json.dumps(asyncio.run(measure(pg.app_url))))
-    finally:
-        drop_pg_database(pg)
-
-
 async def measure(app_url: str) -> dict[str, object]:
     """Seed every member's balance row, then alternate the phases in rounds (medians reported).
 
     Seeding first means both sides take the same UPDATE path on the balance row; alternating the
     phases spreads drift on a shared machine evenly over ledger and raw."""
-    if True:
-        db = Database.from_url(app_url, pool_size=WORKERS)
-        tenant = await create_tenant(db, name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
-        members = [uuid.uuid4() for _ in range(MEMBERS)]
-        hot = members[0]
-        rng = random.Random(7)
+    db = Database.from_url(app_url, pool_size=WORKERS)
+    tenant = await create_tenant(db, name="Bench", slug=f"bench-{uuid.uuid4().hex[:8]}")
+    members = [uuid.uuid4() for _ in range(MEMBERS)]
+    hot = members[0]
+    rng = random.Random(7)
 
-        async def via_ledger(member: uuid.UUID) -> None:
-            async with db.tenant_tx(tenant.id) as tx:
-                await ledger.credit(
-                    tx,
-                    member_id=member,
-                    account="points",
-                    amount=10,
-                    reason="bench",
-                    source="bench",
-                    idem_key=uuid7().hex,
-                )
+    async def via_ledger(member: uuid.UUID) -> None:
+        await ledger_write(db, tenant.id, member)
 
-        u = make_url(app_url)
-        conns = [
-            await asyncpg.connect(
-                user=u.username,
-                password=u.password,
-                host=u.host,
-                port=u.port,
-                database=u.database,
+    u = make_url(app_url)
+    conns = [
+        await asyncpg.connect(
+            user=u.username,
+            password=u.password,
+            host=u.host,
+            port=u.port,
+            database=u.database,
+        )
+        for _ in range(WORKERS)
+    ]
+    expiry = datetime.now(UTC) + timedelta(days=365)
+
+    async def via_raw(w: int, member: uuid.UUID) -> None:
+        conn = conns[w]
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            args = (tenant.id, uuid7(), member, 10, uuid7().hex, "0" * 64, expiry)
+            if RAW_EVENT:
+                await conn.execute(RAW_EARN_EVENT, *args, datetime.now(UTC), uuid.uuid4())
+            else:
+                await conn.execute(RAW_EARN, *args, datetime.now(UTC))
+
+    phases = {
+        "ledger_spread": lambda w: via_ledger(rng.choice(members)),
+        "raw_spread": lambda w: via_raw(w, rng.choice(members)),
+        "ledger_hot": lambda w: via_ledger(hot),
+        "raw_hot": lambda w: via_raw(w, hot),
+    }
+    async with db.tenant_tx(tenant.id) as tx:  # one lot + balance row per member
+        for m in members:
+            await ledger.credit(
+                tx,
+                member_id=m,
+                account="points",
+                amount=1,
+                reason="seed",
+                source="bench",
+                idem_key=f"seed-{m}",
             )
-            for _ in range(WORKERS)
-        ]
-        expiry = datetime.now(UTC) + timedelta(days=365)
-
-        async def via_raw(w: int, member: uuid.UUID) -> None:
-            conn = conns[w]
-            async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
-                args = (tenant.id, uuid7(), member, 10, uuid7().hex, "0" * 64, expiry)
-                if RAW_EVENT:
-                    await conn.execute(RAW_EARN_EVENT, *args, datetime.now(UTC), uuid.uuid4())
-                else:
-                    await conn.execute(RAW_EARN, *args, datetime.now(UTC))
-
-        phases = {
-            "ledger_spread": lambda w: via_ledger(rng.choice(members)),
-            "raw_spread": lambda w: via_raw(w, rng.choice(members)),
-            "ledger_hot": lambda w: via_ledger(hot),
-            "raw_hot": lambda w: via_raw(w, hot),
-        }
-        async with db.tenant_tx(tenant.id) as tx:  # one lot + balance row per member
-            for m in members:
-                await ledger.credit(
-                    tx,
-                    member_id=m,
-                    account="points",
-                    amount=1,
-                    reason="seed",
-                    source="bench",
-                    idem_key=f"seed-{m}",
-                )
-        for worker in phases.values():  # warm pools, statement caches and the buffer cache
-            await _run_phase(worker, WARMUP_SECONDS)
-        samples: dict[str, list[float]] = {name: [] for name in phases}
-        for _ in range(ROUNDS):
-            for name, worker in phases.items():
-                samples[name].append(await _run_phase(worker, PHASE_SECONDS / ROUNDS))
-        rates = {name: statistics.median(v) for name, v in samples.items()}
-        async with db.tenant_tx(tenant.id, write=False) as tx:
-            violations = await ledger.verify(tx)
-        for conn in conns:
-            await conn.close()
-        await db.dispose()
-        return {
-            "workers": WORKERS,
-            "members": MEMBERS,
-            "raw_records_event": RAW_EVENT,
-            "phase_seconds": PHASE_SECONDS,
-            **{f"{k}_per_s": round(v) for k, v in rates.items()},
-            "ratio_spread": round(rates["ledger_spread"] / rates["raw_spread"], 3),
-            "ratio_hot": round(rates["ledger_hot"] / rates["raw_hot"], 3),
-            "target_spread": 0.7,
-            "target_hot": 0.5,
-            "verify_violations": len(violations),
-        }
+    rates = await alternate(phases, PHASE_SECONDS)
+    async with db.tenant_tx(tenant.id, write=False) as tx:
+        violations = await ledger.verify(tx)
+    for conn in conns:
+        await conn.close()
+    await db.dispose()
+    return {
+        "workers": WORKERS,
+        "members": MEMBERS,
+        "raw_records_event": RAW_EVENT,
+        "phase_seconds": PHASE_SECONDS,
+        **{f"{k}_per_s": round(v) for k, v in rates.items()},
+        "ratio_spread": round(rates["ledger_spread"] / rates["raw_spread"], 3),
+        "ratio_hot": round(rates["ledger_hot"] / rates["raw_hot"], 3),
+        "target_spread": 0.7,
+        "target_hot": 0.5,
+        "verify_violations": len(violations),
+    }
 
 
 if __name__ == "__main__":
-    main()
+    run(measure)

@@ -20,64 +20,29 @@ ratio rules/ledger (target ≥ 0.5), plus ``ledger.verify`` violations (must be 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import random
-import statistics
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway import ledger, members
+from gateway import coupons, ledger, members
 from gateway.identifiers import tenant_key
 from gateway.ids import uuid7
 from gateway.rules import config as rule_config
 from gateway.rules import engine
 from gateway.rules.manager import default_registry
 from gateway.storage.db import Database
-from gateway.storage.migrate import upgrade_sync
 from gateway.tenants import create_tenant
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.perf._harness import WORKERS, alternate, ledger_write, run
 
-WORKERS = 8
 MEMBERS = 2_000
 PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", "6"))
-WARMUP_SECONDS = 0.5
-ROUNDS = 3
 CONFIG = Path(__file__).resolve().parents[2] / "plugins" / "bakery" / "config.example.yaml"
 START = datetime(2026, 1, 1, 2, tzinfo=UTC)
-
-
-async def _run_phase(worker: Callable[[int], Awaitable[None]], seconds: float) -> float:
-    deadline = time.perf_counter() + seconds
-    counts = [0] * WORKERS
-
-    async def loop(w: int) -> None:
-        while time.perf_counter() < deadline:
-            await worker(w)
-            counts[w] += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(loop(w) for w in range(WORKERS)))
-    return sum(counts) / (time.perf_counter() - start)
-
-
-def main() -> None:
-    admin = os.environ.get(
-        "MEMBERHUB_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres"
-    )
-    pg = create_pg_database(admin)
-    try:
-        upgrade_sync(pg.app_url)
-        print(json.dumps(asyncio.run(measure(pg.app_url))))
-    finally:
-        drop_pg_database(pg)
 
 
 async def measure(app_url: str) -> dict[str, object]:
@@ -87,6 +52,11 @@ async def measure(app_url: str) -> dict[str, object]:
     document = rule_config.parse_text(CONFIG.read_text(encoding="utf-8"))
     async with db.tenant_tx(tenant.id) as tx:
         saved, _ = await rule_config.save(tx, document, registry, actor="bench")
+        # The join gift is a real coupon since #5 (grant fulfilment): the brand has its template.
+        await coupons.create_template(
+            tx, code="LEVAIN-WELCOME-CROISSANT", title="A croissant on us", kind="gift",
+            gift_sku="CROISSANT", validity="relative", valid_days=30,
+        )  # fmt: skip
     slots = sorted({e.slot for e in rule_config.validate(saved.document, registry).entries})
     key = tenant_key(b"bench-secret-key-bench-secret-ke", tenant.id)
     ids: list[uuid.UUID] = []
@@ -139,25 +109,9 @@ async def measure(app_url: str) -> dict[str, object]:
             )
 
     async def via_ledger(w: int) -> None:
-        async with db.tenant_tx(tenant.id) as tx:
-            await ledger.credit(
-                tx,
-                member_id=rng.choice(ids),
-                account="points",
-                amount=10,
-                reason="bench",
-                source="bench",
-                idem_key=uuid7().hex,
-            )
+        await ledger_write(db, tenant.id, rng.choice(ids))
 
-    phases = {"rules": via_rules, "ledger": via_ledger}
-    for worker in phases.values():
-        await _run_phase(worker, WARMUP_SECONDS)
-    samples: dict[str, list[float]] = {name: [] for name in phases}
-    for _ in range(ROUNDS):
-        for name, worker in phases.items():
-            samples[name].append(await _run_phase(worker, PHASE_SECONDS / ROUNDS))
-    rates = {name: statistics.median(v) for name, v in samples.items()}
+    rates = await alternate({"rules": via_rules, "ledger": via_ledger}, PHASE_SECONDS)
     async with db.tenant_tx(tenant.id, write=False) as tx:
         violations = await ledger.verify(tx)
     await db.dispose()
@@ -176,4 +130,4 @@ async def measure(app_url: str) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    run(measure)
