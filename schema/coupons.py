@@ -310,6 +310,21 @@ class Coupon:
     def template_id(self) -> strawberry.ID:
         return strawberry.ID(global_id("CouponTemplate", self.row.template_id))
 
+    @strawberry.field(
+        description="The template: title, kind, threshold and amount — what a member's coupon "
+        "list shows. Batched across every coupon of the request."
+    )
+    async def template(self, info: Info) -> CouponTemplate | None:
+        def factory(c: RequestContext) -> DataLoader[uuid.UUID, CouponTemplate | None]:
+            async def load(keys: list[uuid.UUID]) -> list[CouponTemplate | None]:
+                found = await c.read(coupon_reads.templates_by_id, keys)
+                return [CouponTemplate(row=found[k]) if k in found else None for k in keys]
+
+            return DataLoader(load)
+
+        loader = ctx_of(info).loaders.named("coupons:template", factory)
+        return await loader.load(self.row.template_id)
+
     @strawberry.field(description="The Member id it was issued to.")
     def member_id(self) -> strawberry.ID:
         return strawberry.ID(global_id("Member", self.row.member_id))

@@ -196,7 +196,7 @@ async def test_member_coupons_cost_one_statement_per_page(api: Api) -> None:
             }
             assert (await run(api, "admin", ISSUE, "issueCoupon", input=issue))["coupon"]
     query = """query($n: Int!) { members(first: $n) { edges { node {
-      coupons(first: 1) { code } all: coupons { status } } } } }"""
+      coupons(first: 1) { code template { code title } } all: coupons { status } } } } }"""
     await api.gql("admin", "{ identifierKinds { name } }")  # authenticate once (key cache)
     counts = {}
     for n in (3, 12):
@@ -204,5 +204,7 @@ async def test_member_coupons_cost_one_statement_per_page(api: Api) -> None:
             body = await api.gql("admin", query, {"n": n})
         nodes = [e["node"] for e in body["data"]["members"]["edges"]]
         assert [(len(x["coupons"]), len(x["all"])) for x in nodes] == [(1, 2)] * n
+        assert {x["coupons"][0]["template"]["code"] for x in nodes} == {"PAGE"}
         counts[n] = len(counter.queries)
-    assert counts[3] == counts[12] <= 3, counts  # the page + one per coupons selection
+    # The page + one per coupons selection + one for every coupon's template.
+    assert counts[3] == counts[12] <= 4, counts

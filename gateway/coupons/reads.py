@@ -1,4 +1,4 @@
-"""Batch reads for the API: many members' coupons in one statement."""
+"""Batch reads for the API: many members' coupons, or many templates, in one statement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
-from gateway.coupons.model import STATUSES, C, Coupon, coupon_from_row
+from gateway.coupons.model import (
+    STATUSES,
+    C,
+    Coupon,
+    T,
+    Template,
+    coupon_from_row,
+    template_from_row,
+)
 from gateway.errors import InvalidInput
 from gateway.storage.db import Tx
 
@@ -43,3 +51,12 @@ async def coupons_of(
     for r in rows:
         out.setdefault(r.member_id, []).append(coupon_from_row(r))
     return out
+
+
+async def templates_by_id(tx: Tx, template_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Template]:
+    """Templates by id (absent ids are left out) — ``Coupon.template`` on a list of coupons."""
+    keys = list(dict.fromkeys(template_ids))
+    if not keys:
+        return {}
+    rows = await tx.conn.execute(select(T).where(T.c.tenant_id == tx.tenant_id, T.c.id.in_(keys)))
+    return {r.id: template_from_row(r) for r in rows}
