@@ -19,6 +19,7 @@ from strawberry.types import Info
 from gateway import idempotency, ledger, members, orders
 from gateway.errors import DomainError, InvalidInput, NotFound
 from gateway.storage.db import Tx
+from gateway.storage.retry import transaction_retrying
 from gateway.tags.scene import JoinScene
 from gateway.tenancy import Scope
 from schema.context import RequestContext, ctx_of
@@ -93,18 +94,21 @@ async def _run(
         ctx.require(*scopes)
         key = idempotency.check_key(inp.idempotency_key)
         fingerprint = idempotency.request_hash(operation, _canonical_input(inp))
-        async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
-            stored = None
-            if key is not None:
-                stored = await idempotency.claim(
-                    tx, operation=operation, key=key, request_fingerprint=fingerprint
-                )
-            if stored is not None:
-                result = stored
-            else:
-                result = await execute(tx, idempotency.ledger_key(operation, key))
-                if key is not None:
-                    await idempotency.store(tx, key=key, result=result)
+        # A deadlock or serialization failure rolled everything back: run it again, whole.
+        async for attempt in transaction_retrying():
+            with attempt:
+                async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
+                    stored = None
+                    if key is not None:
+                        stored = await idempotency.claim(
+                            tx, operation=operation, key=key, request_fingerprint=fingerprint
+                        )
+                    if stored is not None:
+                        result = stored
+                    else:
+                        result = await execute(tx, idempotency.ledger_key(operation, key))
+                        if key is not None:
+                            await idempotency.store(tx, key=key, result=result)
     except DomainError as exc:
         return ctx, allowed_error(exc, allowed)
     await ctx.after_write()

@@ -30,12 +30,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
 
 from gateway.errors import DomainError, InvalidInput, InvalidTransition
 from gateway.ids import uuid7
 from gateway.sql import upsert_insert
 from gateway.storage.db import Tx
+from gateway.storage.retry import is_transient
 from gateway.storage.tables import SyncRun, SyncState
 from gateway.sync import connections
 from gateway.sync.apply import REJECTABLE, apply_records
@@ -170,13 +170,6 @@ def _clamp(state: Mapping[str, Any], until: datetime) -> dict[str, Any]:
         if value > until:
             out["cursor"] = until.isoformat()
     return out
-
-
-def _transient_db_error(exc: BaseException) -> bool:
-    code = getattr(getattr(exc, "orig", None), "pgcode", None) or getattr(
-        getattr(exc, "orig", None), "sqlstate", None
-    )
-    return code in ("40001", "40P01")
 
 
 class SyncRunner:
@@ -517,8 +510,8 @@ class SyncRunner:
                 if isolate:
                     raise
                 isolate = True
-            except DBAPIError as exc:
-                if not _transient_db_error(exc) or attempt >= 5:
+            except Exception as exc:  # wrapped by SQLAlchemy, or raw from asyncpg's hot paths
+                if not is_transient(exc) or attempt >= 5:
                     raise
                 await asyncio.sleep(0.05 * attempt)
 
