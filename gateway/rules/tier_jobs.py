@@ -33,6 +33,7 @@ from gateway.rules.engine import (
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.rules.tiers import TierChange, TierFacts, decide, horizon, set_override, tier_def
 from gateway.storage.db import Database, Tx
+from gateway.storage.retry import transaction_retrying
 from gateway.storage.tables import GrowthFact, LedgerTransfer, Member, MemberTier, Order
 from gateway.storage.types import utcnow
 
@@ -120,8 +121,10 @@ async def evaluate_due(
         if not ids:
             return report
         for member_id in ids:
-            async with db.tenant_tx(tenant_id) as tx:
-                changes = await evaluate_member(tx, member_id, now=now, registry=registry)
+            async for attempt in transaction_retrying():  # a deadlock aborted it: again
+                with attempt:
+                    async with db.tenant_tx(tenant_id) as tx:
+                        changes = await evaluate_member(tx, member_id, now=now, registry=registry)
             report.members += 1
             report.add(changes)
         after = ids[-1]

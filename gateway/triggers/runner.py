@@ -31,6 +31,7 @@ from gateway.rules import config as rule_config
 from gateway.rules.engine import record_and_process
 from gateway.rules.manager import RuleRegistry, default_registry
 from gateway.storage.db import Database, Tx
+from gateway.storage.retry import transaction_retrying
 from gateway.storage.tables import Member, MemberEvent
 from gateway.storage.types import utcnow
 from gateway.triggers.base import (
@@ -191,17 +192,19 @@ class _Firing:
                 if eid in done:
                     self.report.already += 1
                     continue
-                async with self.db.tenant_tx(self.tenant_id) as tx:
-                    out = await record_and_process(
-                        tx,
-                        event_id=eid,
-                        member_id=c.member_id,
-                        type=self.trigger.event_type,
-                        payload=c.payload,
-                        occurred_at=occurred_at,
-                        registry=self.registry,
-                        now=self.now,
-                    )
+                async for attempt in transaction_retrying():  # a deadlock aborted it: again
+                    with attempt:
+                        async with self.db.tenant_tx(self.tenant_id) as tx:
+                            out = await record_and_process(
+                                tx,
+                                event_id=eid,
+                                member_id=c.member_id,
+                                type=self.trigger.event_type,
+                                payload=c.payload,
+                                occurred_at=occurred_at,
+                                registry=self.registry,
+                                now=self.now,
+                            )
                 if out is None:
                     self.report.already += 1
                 else:
