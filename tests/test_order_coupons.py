@@ -315,3 +315,22 @@ def _uuid(global_id: str) -> uuid.UUID:
     value = decode_id(global_id, "Member")
     assert value is not None
     return value
+
+
+async def test_stacked_coupons_never_take_more_than_the_order(
+    db: Database, tenant: TenantInfo
+) -> None:
+    """Stackable "spend ¥50, ¥40 off" and "spend ¥50, ¥30 off" on a ¥60 order: the second sees
+    ¥20 left — below its threshold — so the order is refused whole; a low-threshold second
+    coupon is capped at what is left."""
+    m = await member(db, tenant, "STACK")
+    a = await coupon(db, tenant, m, off=4_000, threshold_fen=5_000)
+    b = await coupon(db, tenant, m, off=3_000, threshold_fen=5_000)
+    with pytest.raises(CouponRefused) as refused:
+        await record(db, tenant, order("ST-60", m, total=6_000), [a, b])
+    assert (refused.value.coupon_code, refused.value.reason) == (b, "THRESHOLD_NOT_MET")
+    c = await coupon(db, tenant, m, off=3_000, threshold_fen=0)
+    res = await record(db, tenant, order("ST-60b", m, total=6_000), [a, c])
+    assert [d.discount_fen for d in res.coupons] == [4_000, 2_000]  # the second is capped
+    again = await record(db, tenant, order("ST-60b", m, total=6_000), [a, c])
+    assert [(d.discount_fen, d.replayed) for d in again.coupons] == [(4_000, True), (2_000, True)]

@@ -26,6 +26,7 @@ spent (the member could use it again), or a coupon spent on an order that was ne
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -34,6 +35,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway import coupons
+from gateway.commerce.model import REFUND_STATUSES
 from gateway.coupons.model import C
 from gateway.coupons.model import T as TEMPLATE
 from gateway.errors import CouponRefused, InvalidInput, NotEligible
@@ -88,41 +90,59 @@ async def redeem_for_order(
     if not codes:
         return []
     ref = order_ref(row.channel, row.external_id)
-    given_back = {
-        r[0]
-        for r in await tx.conn.execute(
-            select(C.c.code).where(C.c.tenant_id == tx.tenant_id, C.c.returned_from == ref)
-        )
-    }
-    order = coupon_order(row, lines)
-    out: list[coupons.Discount] = []
-    seen: set[str] = set()
+    canonical_codes: list[str] = []
     for code in codes:
         try:
-            canonical = coupons.parse_code(code)
+            canonical_codes.append(coupons.parse_code(code))
         except InvalidInput as exc:
             raise CouponRefused(
                 f"coupon {code!r}: no such coupon", coupon_code=code, reason="NOT_FOUND"
             ) from exc
+    # Read by code (the unique index), never by order_ref alone (a scan of every coupon).
+    state = {
+        r.code: r
+        for r in await tx.conn.execute(
+            select(C.c.code, C.c.status, C.c.order_ref, C.c.returned_from).where(
+                C.c.tenant_id == tx.tenant_id, C.c.code.in_(canonical_codes)
+            )
+        )
+    }
+    # Skipped, not spent: a code this order used and got back on a refund (a stale re-send);
+    # and, once the order is (partly) refunded, any code not still redeemed on it — a re-send
+    # must not spend a coupon the member has since used elsewhere and had returned again.
+    given_back = {
+        code
+        for code, r in state.items()
+        if r.returned_from == ref
+        or (row.status in REFUND_STATUSES and not (r.status == "redeemed" and r.order_ref == ref))
+    }
+    full = coupon_order(row, lines)
+    out: list[coupons.Discount] = []
+    seen: set[str] = set()
+    taken = 0
+    for code, canonical in zip(codes, canonical_codes, strict=True):
         if canonical in seen or canonical in given_back:
             continue
         seen.add(canonical)
+        # Stacked coupons apply one after another: each sees the order less what the earlier
+        # ones took (its threshold too), so together they never take more than the order.
+        order = dataclasses.replace(full, discounted_fen=min(taken, full.total_fen))
         try:
-            out.append(
-                await coupons.redeem(
-                    tx,
-                    canonical,
-                    order,
-                    order_ref=ref,
-                    idem_key=str(derived_id(tx.tenant_id, "order-coupon", ref, canonical)),
-                    member_id=member_id,
-                    now=now,
-                )
+            found = await coupons.redeem(
+                tx,
+                canonical,
+                order,
+                order_ref=ref,
+                idem_key=str(derived_id(tx.tenant_id, "order-coupon", ref, canonical)),
+                member_id=member_id,
+                now=now,
             )
         except NotEligible as exc:
             raise CouponRefused(
                 f"coupon {code!r}: {exc.message}", coupon_code=code, reason=exc.reason
             ) from exc
+        taken += found.discount_fen
+        out.append(found)
     return out
 
 

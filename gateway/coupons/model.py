@@ -107,6 +107,10 @@ class Order:
     lines: list[OrderLine]
     total_fen: int
     shipping_fen: int = 0
+    discounted_fen: int = 0
+    """What coupons applied before this one already took off the order: the coupon covers (and
+    checks its threshold against) at most ``total_fen − discounted_fen``, so stacked coupons
+    never take more than the order. ``total_fen`` stays the order's total (statistics)."""
 
 
 @dataclass(frozen=True)

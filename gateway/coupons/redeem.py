@@ -46,6 +46,11 @@ def _check_order(order: object) -> Order:
             raise InvalidInput(
                 f"order.{name} must be an integer in 0..{MAX_AMOUNT}", f"order.{name}"
             )
+    d = order.discounted_fen
+    if type(d) is not int or not 0 <= d <= order.total_fen:
+        raise InvalidInput(
+            "order.discounted_fen must be an integer in 0..total_fen", "order.discounted_fen"
+        )
     if not isinstance(order.lines, Sequence) or len(order.lines) > 1000:
         raise InvalidInput("order.lines must be a list of at most 1000 lines", "order.lines")
     for line in order.lines:
@@ -91,7 +96,7 @@ def _discount(row: Any, t: Template, order: Order, now: datetime) -> Discount:
         if not lines:
             raise NotEligible("nothing in the order is covered", "CATEGORY_NOT_COVERED")
         covered = sum(line.amount_fen for line in lines)
-    eligible = min(covered, order.total_fen)
+    eligible = min(covered, order.total_fen - order.discounted_fen)
     if eligible < t.threshold_fen or (t.kind in ("amount_off", "percent_off") and eligible == 0):
         raise NotEligible(
             f"spend at least {t.threshold_fen} fen on covered items", "THRESHOLD_NOT_MET"
@@ -106,7 +111,7 @@ def _discount(row: Any, t: Template, order: Order, now: datetime) -> Discount:
             off = min(off, t.cap_fen)
         off = min(off, eligible)
     elif t.kind == "shipping":
-        off = min(order.shipping_fen, order.total_fen)
+        off = min(order.shipping_fen, order.total_fen - order.discounted_fen)
     else:
         off = 0
     return Discount(
