@@ -685,6 +685,9 @@ def _member_coupons(
     ] = None,
     first: Annotated[int, strawberry.argument(description="How many, newest first, 0-100.")] = 20,
 ) -> list[Coupon]:
+    # Codes are bearer secrets: a till (pos) or a reader may see them; a connector key that
+    # reached this member through upsertMember may not.
+    root.ctx.require(Scope.READ, Scope.POS)
     check_first(first, maximum=MAX_MEMBER_COUPONS)
     if first == 0:
         return []
@@ -695,7 +698,7 @@ def _member_coupons(
 MEMBER_COUPONS: Any = strawberry.field(
     resolver=_member_coupons,
     description="The member's coupons, newest first (codes included: show them to the member "
-    "only). Batched across members.",
+    "only). Batched across members. Scope: read or pos.",
 )
 
 

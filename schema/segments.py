@@ -119,7 +119,7 @@ class Segment:
 
     @strawberry.field(
         description="Its active members in id order (keyset-paginated, ≤ 100 a page), as of "
-        "the last build, refresh or edit."
+        "the last build, refresh or edit. Scope: read."
     )
     async def members(
         self,
@@ -132,6 +132,9 @@ class Segment:
         from schema.lookahead import member_connection
 
         ctx = self.ctx
+        # Reachable from any payload that returns a Member (a connector's upsertMember too):
+        # listing other members is a read.
+        ctx.require(Scope.READ)
         check_first(first)
         after_id = decode_uuid_cursor("member", after)
         rows = await ctx.read(segments.members_page, self.row.id, first=first, after=after_id)

@@ -163,3 +163,29 @@ async def test_members_list_takes_a_segment_filter_and_segment_membership(api: A
         "read", MEMBERS_FILTERED, {"f": {"segment": {"tags": {"any": 5}}}}, errors=True
     )
     assert bad["errors"][0]["extensions"]["code"] == "FILTER_INVALID"
+
+
+async def test_a_connector_key_cannot_page_segments_or_read_coupon_codes(api: Api) -> None:
+    """A connector may upsert a member, and the payload's Member is reachable — but not the
+    other members of that member's segments, nor the member's coupon codes (bearer secrets)."""
+    m = (await upsert(api, "admin", "pos", [{"kind": "phone", "value": "13700137000"}]))["member"]
+    await run(api, "admin", TAG, "tagMembers", input={"memberIds": [m["id"]], "tags": ["vip"]})
+    made = await run(
+        api,
+        "admin",
+        CREATE,
+        "createSegment",
+        input={"code": "vip", "title": "V", "filter": {"tags": {"any": ["vip"]}}},
+    )
+    assert made["segment"]["memberCount"] == 1
+    probe = """mutation($i: UpsertMemberInput!) { upsertMember(input: $i) {
+      ... on UpsertMemberPayload { member { id %s } } } }"""
+    inp = {"i": {"channel": "pos", "identifiers": [{"kind": "phone", "value": "13700137000"}]}}
+    for selection in ("segments { members { nodes { id } } }", "coupons { code }"):
+        body = await api.gql("connector", probe % selection, inp, errors=True)
+        assert body["errors"][0]["extensions"]["code"] == "PERMISSION_DENIED", body
+    # The till and readers still can.
+    ok = await api.gql("pos", probe % "coupons { code } segments { code }", inp)
+    assert ok["data"]["upsertMember"]["member"]["segments"] == [{"code": "vip"}]
+    read = await api.gql("read", '{ segment(code: "vip") { members { nodes { id } } } }')
+    assert read["data"]["segment"]["members"]["nodes"] == [{"id": m["id"]}]
