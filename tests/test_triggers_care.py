@@ -644,3 +644,25 @@ def test_cli_runs_configured_triggers(
     )
     assert main([*run, "--only", "weekly"]) == 2
     assert "weekly" in capsys.readouterr().err
+
+
+def test_on_event_refuses_unprocessed_events_and_scheduled_names() -> None:
+    """An entry that could never fire (its event is only recorded) or whose name would share
+    the action keys of a scheduled trigger is refused at save time, with its path."""
+    doc = {
+        "triggers": {
+            "on_event": [
+                {"event": "coupon.expired", "actions": {"points": 10}},
+                {"name": "birthday", "event": "member.birthday", "actions": {"points": 5}},
+                {"event": "member.merged", "actions": {"points": 1}},
+            ]
+        }
+    }
+    with pytest.raises(ConfigInvalid) as err:
+        rule_config.validate(doc, load_rules())
+    paths = {p for p, _ in err.value.problems}
+    assert {
+        "triggers.on_event[0].event",
+        "triggers.on_event[1].name",
+        "triggers.on_event[2].event",
+    } <= paths, err.value.problems

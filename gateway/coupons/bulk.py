@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from gateway.coupons.issue import _window
 from gateway.coupons.model import C, T, Template
 from gateway.coupons.templates import get_template
 from gateway.errors import (
+    DomainError,
     IdempotencyKeyReused,
     InvalidInput,
     InvalidTransition,
@@ -57,8 +59,10 @@ from gateway.ids import uuid7
 from gateway.ledger import validation as v
 from gateway.sql import in_ids, unnest_insert_sql, upsert_insert
 from gateway.storage.db import Database, Tx
+from gateway.storage.retry import transaction_retrying
 from gateway.storage.tables import CouponIssueJob, Member
 
+log = logging.getLogger(__name__)
 J: Any = CouponIssueJob.__table__  # type: ignore[attr-defined]
 M: Any = Member.__table__  # type: ignore[attr-defined]
 
@@ -247,8 +251,10 @@ async def run_job(
         raise InvalidInput(f"batch must be an integer in 1..{MAX_BATCH}", field="batch")
     while True:
         try:
-            async with db.tenant_tx(tenant_id) as tx:
-                job = await _step(tx, job_id, batch, v.now_or(now))
+            async for attempt in transaction_retrying():  # a deadlock aborted the batch: again
+                with attempt:
+                    async with db.tenant_tx(tenant_id) as tx:
+                        job = await _step(tx, job_id, batch, v.now_or(now))
             if on_batch is not None:
                 maybe = on_batch(job)
                 if maybe is not None:
@@ -261,7 +267,13 @@ async def run_job(
 
 
 async def _fail(db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID, exc: Exception) -> None:
-    message = f"{type(exc).__name__}: {exc}"[:500]
+    # The job's error is shown over GraphQL: a domain refusal says what it is; anything else
+    # (SQL text, parameters) stays in the log.
+    if isinstance(exc, DomainError):
+        message = f"{exc.code}: {exc.message}"[:500]
+    else:
+        log.error("bulk coupon issue %s failed", job_id, exc_info=exc)
+        message = f"internal error ({type(exc).__name__}); see the gateway log"
     async with db.tenant_tx(tenant_id) as tx:
         await tx.conn.execute(
             update(J)

@@ -32,7 +32,19 @@ SCHEDULED = ("birthday", "member_day", "points_expiring", "dormant", "purchase_s
 CALENDAR = ("birthday", "member_day")
 """Scheduled triggers that also fire without configuration when the tenant runs rule sets that
 react to member events (tiers, tasks, benefits): they predate the ``triggers:`` section."""
-NOT_PROCESSED = frozenset({"points.changed", "order.refunded", "coupon.issued", "coupon.redeemed"})
+NOT_PROCESSED = frozenset(
+    {
+        "points.changed",
+        "order.refunded",
+        "coupon.issued",
+        "coupon.redeemed",
+        "coupon.returned",
+        "coupon.expiring",
+        "coupon.expired",
+        "member.merged",
+        "member.unmerged",
+    }
+)
 """Event types recorded without running the engine: an ``on_event`` entry for them never fires."""
 MAX_ON_EVENT = 50
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -270,6 +282,8 @@ def _on_event(raw: Any, registry: Any, problems: Problems) -> list[OnEvent]:
             problems.append((f"{path}.name", "must be lower-case letters, digits, _ (≤ 40)"))
         elif name in names:
             problems.append((f"{path}.name", f"{name!r} names another entry too"))
+        elif name in SCHEDULED:  # their action keys would collide with the scheduled trigger's
+            problems.append((f"{path}.name", f"{name!r} is a scheduled trigger's name"))
         names.add(str(name))
         etype = item.get("event")
         et = _event_type(etype, f"{path}.event", registry, problems)
