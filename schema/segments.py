@@ -23,6 +23,7 @@ from strawberry.types import Info
 
 from gateway import segments, tags
 from gateway.errors import DomainError, InvalidInput
+from gateway.storage.retry import transaction_retrying
 from gateway.storage.types import utcnow
 from gateway.tenancy import Scope
 from schema.context import RequestContext, ctx_of
@@ -494,8 +495,12 @@ async def _change(info: Info, run: Any) -> Any:
     ctx = ctx_of(info)
     try:
         ctx.require()
-        async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
-            ch = await run(tx, ctx)
+        # A build or refresh runs the rules per member when the tenant's config reacts to
+        # segment events: a deadlock with another member write aborts it whole; run it again.
+        async for attempt in transaction_retrying():
+            with attempt:
+                async with ctx.hub.db.tenant_tx(ctx.tenant_id) as tx:
+                    ch = await run(tx, ctx)
     except DomainError as exc:
         return _error(exc)
     await ctx.after_write()

@@ -45,6 +45,7 @@ from gateway.segments.model import SM, M, S, Segment
 from gateway.segments.reads import get_segment
 from gateway.sql import upsert_insert
 from gateway.storage.db import Database, Tx
+from gateway.storage.retry import transaction_retrying
 from gateway.storage.types import utcnow
 from gateway.tags.store import survivors
 
@@ -149,9 +150,13 @@ async def refresh_segment(
     now: datetime | None = None,
     registry: RuleRegistry | None = None,
 ) -> Change:
-    """:func:`refresh_in` in its own transaction (what the CLI and scheduled jobs call)."""
-    async with db.tenant_tx(tenant_id) as tx:
-        return await refresh_in(tx, segment, now=now, registry=registry)
+    """:func:`refresh_in` in its own transaction (what the CLI and scheduled jobs call), run
+    again whole if PostgreSQL aborts it for a deadlock (see :mod:`gateway.storage.retry`)."""
+    async for attempt in transaction_retrying():
+        with attempt:
+            async with db.tenant_tx(tenant_id) as tx:
+                return await refresh_in(tx, segment, now=now, registry=registry)
+    raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 async def dynamic_segments(tx: Tx) -> list[Segment]:
@@ -408,6 +413,8 @@ async def _emit(
     registry = registry if registry is not None else default_registry()
     cfg, _ = await rule_config.active(tx, registry)
     if not cfg.bulk_safe:
-        for eid, mid in recorded:
+        # Member id order: the lock order of the bulk coupon job and the tier job, so this
+        # long transaction and theirs queue behind each other instead of deadlocking.
+        for eid, mid in sorted(recorded, key=lambda r: r[1]):
             await process_event(tx, EventView(eid, type, mid, now, payload), registry, now=now)
     return len(recorded)
