@@ -67,6 +67,8 @@ class Member(SQLModel, table=True):
     """One person (ONE ID). A merged member keeps its row and points at its survivor."""
 
     __tablename__ = "member"
+    # Who was merged into a member: read-through of tags and coupon limits, merge moves.
+    __table_args__ = (Index("ix_member_merged_into", "tenant_id", "merged_into"),)
     tenant_id: uuid.UUID = Field(primary_key=True)
     id: uuid.UUID = Field(primary_key=True)
     status: str = Field(default="active", max_length=16)  # active | merged

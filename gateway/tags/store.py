@@ -142,16 +142,18 @@ async def tags_for(tx: Tx, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, l
     if not ids:
         return out
     owner = owner_column()
+    # Both branches test member_tag.member_id (its primary key), the merged members found by
+    # ix_member_merged_into: an OR across the two tables would read every tag of the tenant.
+    merged = select(M.c.id).where(
+        M.c.tenant_id == tx.tenant_id, M.c.status == "merged", M.c.merged_into.in_(ids)
+    )
     stmt = (
         select(owner.label("owner"), MT.c.tag, MT.c.source, MT.c.created_by, MT.c.created_at)
         .add_columns(MT.c.member_id)
         .select_from(MT.join(M, and_(M.c.tenant_id == MT.c.tenant_id, M.c.id == MT.c.member_id)))
         .where(
             MT.c.tenant_id == tx.tenant_id,
-            or_(
-                MT.c.member_id.in_(ids),
-                and_(M.c.status == "merged", M.c.merged_into.in_(ids)),
-            ),
+            or_(MT.c.member_id.in_(ids), MT.c.member_id.in_(merged)),
         )
         .order_by(MT.c.tag, MT.c.created_at)
     )
