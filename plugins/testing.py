@@ -390,6 +390,35 @@ class RuleLab:
             )
             return [(r.code, r.source) for r in rows]
 
+    async def offers(
+        self, member: uuid.UUID, *, at: datetime, reward: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The points mall as the member sees it at ``at``: ``{reward code: {mode: option}}``
+        (each option with ``points``, ``cash_fen``, ``eligible``, ``reason``, ``rule``)."""
+        from gateway.mall import service as mall
+
+        async with self.db.tenant_tx(self.tenant_id) as tx:
+            found = await mall.offers(tx, member, registry=self.registry, now=at, reward=reward)
+        return {o.reward.code: {opt.mode: opt for opt in o.options} for o in found}
+
+    async def redeem(
+        self, member: uuid.UUID, reward: str, mode: str, *, key: str, at: datetime
+    ) -> Any:
+        """Exchange ``reward`` in ``mode`` (``points``, ``points_cash``, ``cash``) through the real
+        mall; refusals raise as they would over the API (``NotEligible`` with its reason)."""
+        from gateway.mall import service as mall
+
+        async with self.db.tenant_tx(self.tenant_id) as tx:
+            return await mall.redeem(
+                tx,
+                member_id=member,
+                reward=reward,
+                mode=mode,
+                idem_key=key,
+                registry=self.registry,
+                now=at,
+            )
+
     async def completions(self, member: uuid.UUID) -> list[tuple[str, int, int]]:
         """``(task, points, growth)`` of every paid task completion, in time order."""
         tc: Any = TaskCompletion.__table__  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@ purchases and interactions through the real engine, task engine, tier policy and
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -585,19 +584,6 @@ async def test_task_rewards_streaks_and_caps():
 # ---- the points mall --------------------------------------------------------------------------
 
 
-async def redeem(lab: RuleLab, member: uuid.UUID, reward: str, mode: str, key: str, now):
-    async with lab.db.tenant_tx(lab.tenant_id) as tx:
-        return await mall.redeem(
-            tx,
-            member_id=member,
-            reward=reward,
-            mode=mode,
-            idem_key=key,
-            registry=lab.registry,
-            now=now,
-        )
-
-
 async def test_points_mall_sells_bakery_rewards_in_all_three_modes():
     async with RuleLab.open(example()) as lab:
         kim = await lab.join("kim", at=sh(2026, 1, 5))
@@ -606,11 +592,7 @@ async def test_points_mall_sells_bakery_rewards_in_all_three_modes():
         await lab.order(lou, 200_00, at=sh(2026, 1, 6, 12))  # crumb, 200 points
         now = sh(2026, 2, 1, 10)
 
-        async with lab.db.tenant_tx(lab.tenant_id) as tx:
-            offers = {
-                o.reward.code: {x.mode: x for x in o.options}
-                for o in await mall.offers(tx, lou, registry=lab.registry, now=now)
-            }
+        offers = await lab.offers(lou, at=now)
         assert offers["TOTE"]["points"].reason == "TIER_NOT_ALLOWED"
         assert (offers["SOURDOUGH"]["points"].points, offers["SOURDOUGH"]["points"].reason) == (
             300,
@@ -618,14 +600,14 @@ async def test_points_mall_sells_bakery_rewards_in_all_three_modes():
         )
         assert offers["SOURDOUGH"]["points_cash"].eligible  # no exchange rules: open to all
         with pytest.raises(NotEligible) as refused:
-            await redeem(lab, lou, "TOTE", "points", "lou-1", now)
+            await lab.redeem(lou, "TOTE", "points", key="lou-1", at=now)
         assert refused.value.reason == "TIER_NOT_ALLOWED"
 
         # All points at the Croissant d'Or price (200 instead of 300): a voucher at once.
-        loaf = await redeem(lab, kim, "SOURDOUGH", "points", "kim-1", now)
+        loaf = await lab.redeem(kim, "SOURDOUGH", "points", key="kim-1", at=now)
         assert (loaf.status, loaf.points) == ("completed", 200)
         # Points + cash for a class seat at the tier price, paid by the brand's checkout.
-        seat = await redeem(lab, kim, "CLASS-BAGUETTE", "points_cash", "kim-2", now)
+        seat = await lab.redeem(kim, "CLASS-BAGUETTE", "points_cash", key="kim-2", at=now)
         assert (seat.status, seat.points, seat.cash_fen) == ("awaiting_payment", 500, 9_900)
         async with lab.db.tenant_tx(lab.tenant_id) as tx:
             seat = await mall.confirm_payment(
@@ -633,19 +615,19 @@ async def test_points_mall_sells_bakery_rewards_in_all_three_modes():
             )
         assert seat.status == "completed"
         # Cash only; the payment never comes and the 30-minute window closes.
-        cash = await redeem(lab, lou, "SOURDOUGH", "cash", "lou-2", now)
+        cash = await lab.redeem(lou, "SOURDOUGH", "cash", key="lou-2", at=now)
         assert (cash.status, cash.points, cash.cash_fen) == ("awaiting_payment", 0, 2_200)
         async with lab.db.tenant_tx(lab.tenant_id) as tx:
             assert await mall.expire_due(tx, now=now + timedelta(minutes=31)) == 1
         # Lou pays points + cash (150 points + 9 yuan) and it completes.
-        mixed = await redeem(lab, lou, "SOURDOUGH", "points_cash", "lou-3", now)
+        mixed = await lab.redeem(lou, "SOURDOUGH", "points_cash", key="lou-3", at=now)
         async with lab.db.tenant_tx(lab.tenant_id) as tx:
             await mall.confirm_payment(
                 tx, redemption_id=mixed.id, payment_ref="WX-2", amount_fen=900, now=now
             )
         # The seat is limited to one per member.
         with pytest.raises(NotEligible) as limited:
-            await redeem(lab, kim, "CLASS-BAGUETTE", "points", "kim-3", now)
+            await lab.redeem(kim, "CLASS-BAGUETTE", "points", key="kim-3", at=now)
         assert limited.value.reason == "MEMBER_LIMIT"
 
         later = now + timedelta(hours=1)

@@ -615,19 +615,6 @@ async def test_seeded_random_year_matches_the_reference_model():
 # ---- the points mall ----------------------------------------------------------------------------
 
 
-async def redeem(lab: RuleLab, member: uuid.UUID, reward: str, mode: str, key: str, now):
-    async with lab.db.tenant_tx(lab.tenant_id) as tx:
-        return await mall.redeem(
-            tx,
-            member_id=member,
-            reward=reward,
-            mode=mode,
-            idem_key=key,
-            registry=lab.registry,
-            now=now,
-        )
-
-
 async def test_points_mall_in_all_three_modes():
     async with RuleLab.open(example()) as lab:
         ann = await lab.join("ann", at=sh(2026, 1, 5))
@@ -636,11 +623,7 @@ async def test_points_mall_in_all_three_modes():
         await lab.order(moe, 1_000_00, at=sh(2026, 2, 1, 12))  # member, 1000 points
         now = sh(2026, 3, 2, 10)
 
-        async with lab.db.tenant_tx(lab.tenant_id) as tx:
-            offers = {
-                o.reward.code: {opt.mode: opt for opt in o.options}
-                for o in await mall.offers(tx, moe, registry=lab.registry, now=now)
-            }
+        offers = await lab.offers(moe, at=now)
         scarf = offers["SCARF"]
         assert (scarf["points"].points, scarf["points"].eligible) == (6_000, False)
         assert scarf["points"].reason == "INSUFFICIENT_POINTS"
@@ -654,15 +637,15 @@ async def test_points_mall_in_all_three_modes():
         assert offers["LOUNGE"]["points"].reason == "TIER_NOT_ALLOWED"
 
         with pytest.raises(NotEligible) as refused:
-            await redeem(lab, moe, "SCARF", "points_cash", "moe-1", now)
+            await lab.redeem(moe, "SCARF", "points_cash", key="moe-1", at=now)
         assert refused.value.reason == "RULE"
         assert "only open to Silver, Gold and Platinum" in str(refused.value)
 
         # All points, at the Platinum price (4000 instead of 6000): completed at once.
-        done = await redeem(lab, ann, "SCARF", "points", "ann-1", now)
+        done = await lab.redeem(ann, "SCARF", "points", key="ann-1", at=now)
         assert (done.status, done.points, done.cash_fen) == ("completed", 4_000, 0)
         # Points + cash: points held until the payment is confirmed.
-        pending = await redeem(lab, ann, "VOUCHER50", "points_cash", "ann-2", now)
+        pending = await lab.redeem(ann, "VOUCHER50", "points_cash", key="ann-2", at=now)
         assert (pending.status, pending.points, pending.cash_fen) == (
             "awaiting_payment",
             1_000,
@@ -675,13 +658,13 @@ async def test_points_mall_in_all_three_modes():
             )
         assert paid.status == "completed"
         # Cash only, at the Platinum cash price; the member walks away → cancelled.
-        cash = await redeem(lab, ann, "SCARF", "cash", "ann-3", now)
+        cash = await lab.redeem(ann, "SCARF", "cash", key="ann-3", at=now)
         assert (cash.status, cash.points, cash.cash_fen) == ("awaiting_payment", 0, 24_900)
         async with lab.db.tenant_tx(lab.tenant_id) as tx:
             gone = await mall.cancel(tx, redemption_id=cash.id, reason="changed my mind", now=now)
         assert gone.status == "cancelled"
         # Moe pays cash in full (open to every tier).
-        moe_cash = await redeem(lab, moe, "SCARF", "cash", "moe-2", now)
+        moe_cash = await lab.redeem(moe, "SCARF", "cash", key="moe-2", at=now)
         async with lab.db.tenant_tx(lab.tenant_id) as tx:
             await mall.confirm_payment(
                 tx, redemption_id=moe_cash.id, payment_ref="PAY-2", amount_fen=29_900, now=now
@@ -706,16 +689,15 @@ async def test_birthday_month_discount_through_the_mall():
         )
         await lab.order(bea, 3_000_00, at=sh(2026, 1, 6, 12))  # silver, 3000 points
         now = datetime.now(UTC)
-        async with lab.db.tenant_tx(lab.tenant_id) as tx:
-            (offer,) = await mall.offers(tx, bea, registry=lab.registry, now=now, reward="SCARF")
+        offer = (await lab.offers(bea, at=now, reward="SCARF"))["SCARF"]
         if datetime.now(SH).month != today.month:  # the month turned during the test
             pytest.skip("ran across a month boundary")
-        prices = {o.mode: (o.points, o.cash_fen, o.eligible, o.rule) for o in offer.options}
+        prices = {m: (o.points, o.cash_fen, o.eligible, o.rule) for m, o in offer.items()}
         assert prices == {
             "points": (4_800, 0, False, "classic_exchange"),  # 6000 − 20 %, but she has 3000
             "points_cash": (2_400, 9_900, True, "classic_exchange"),
             "cash": (0, 29_900, True, None),
         }
-        done = await redeem(lab, bea, "SCARF", "points_cash", "bea-1", now)
+        done = await lab.redeem(bea, "SCARF", "points_cash", key="bea-1", at=now)
         assert (done.points, done.cash_fen) == (2_400, 9_900)
         assert await lab.violations() == []
