@@ -469,6 +469,9 @@ class StreakBonus:
     points: int = strawberry.field(description="Bonus points.")
     growth: int = strawberry.field(description="Bonus growth value.")
     repeat: bool = strawberry.field(description="Paid again every `days` days of the streak.")
+    rewards: list[str] = strawberry.field(
+        description="Rewards granted with the bonus, `kind:code` (e.g. `coupon:STREAK7`)."
+    )
 
 
 @strawberry.type(description="How often a task pays (null: no limit of that kind).")
@@ -492,6 +495,10 @@ class TaskProgressInfo:
     )
     points: int = strawberry.field(description="Points per completion.")
     growth: int = strawberry.field(description="Growth value per completion.")
+    rewards: list[str] = strawberry.field(
+        description="Rewards granted on each completion besides points and growth, `kind:code` "
+        "(e.g. `coupon:FOLLOW10`; coupons are issued at once)."
+    )
     streak_bonuses: list[StreakBonus] = strawberry.field(
         description="Check-in streak bonuses (check-in tasks)."
     )
@@ -530,8 +537,15 @@ def _task_info(rule: str, t: TaskDef, s: TaskStatus) -> TaskProgressInfo:
         event=event_type(t),
         points=t.points,
         growth=t.growth,
+        rewards=list(t.rewards),
         streak_bonuses=[
-            StreakBonus(days=b.days, points=b.points, growth=b.growth, repeat=b.repeat)
+            StreakBonus(
+                days=b.days,
+                points=b.points,
+                growth=b.growth,
+                repeat=b.repeat,
+                rewards=list(b.rewards),
+            )
             for b in t.streak
         ],
         limits=TaskLimits(

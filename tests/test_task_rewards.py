@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the `api` fixture is imported from tests.graphql_client)
 """Task rewards beyond points: a task (or a check-in streak bonus) may grant ``coupon:…`` and
 other rewards; each completion grants them once and the coupon is issued at once (both
 databases). Unknown reward kinds are refused when the config is saved."""
@@ -22,6 +23,7 @@ from gateway.rules.manager import load_rules
 from gateway.storage.db import Database
 from gateway.tenants import TenantInfo
 from tests.conftest import TEST_SECRET
+from tests.graphql_client import Api, api, new_member  # noqa: F401  (api: fixture)
 
 REG = load_rules()
 T0 = datetime(2026, 5, 1, 2, tzinfo=UTC)  # 10:00 in Shanghai
@@ -115,3 +117,18 @@ def test_an_unknown_reward_kind_is_refused_with_its_path() -> None:
         rule_config.validate(bad, REG)
     [(path, message)] = err.value.problems
     assert path == "tasks[0].config" and "voucher:X" in message
+
+
+async def test_a_members_task_list_shows_the_rewards(api: Api) -> None:
+    async with api.hub.db.tenant_tx(api.a.id) as tx:
+        await rule_config.save(tx, CONFIG, REG, actor="test")
+    m = await new_member(api)
+    body = await api.gql(
+        "read",
+        """query($id: ID!) { member(id: $id) { tasks {
+          code rewards streakBonuses { days rewards } } } }""",
+        {"id": m},
+    )
+    tasks = {t["code"]: t for t in body["data"]["member"]["tasks"]}
+    assert tasks["follow_account"]["rewards"] == ["coupon:FOLLOW", "gift:BADGE"]
+    assert tasks["app_checkin"]["streakBonuses"] == [{"days": 3, "rewards": ["coupon:STREAK3"]}]
